@@ -1,0 +1,80 @@
+"""The HTTP session every source uses: urllib3 Retry (backoff, jitter, Retry-After), timeouts, rate limit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from .config import RetrySpec
+from .errors import SourceError
+from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class _LoggingRetry(Retry):
+    """urllib3's Retry, plus one log line per retry (the URL only: headers may hold secrets)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        why = f"HTTP {response.status}" if response is not None and response.status else type(error).__name__
+        log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why)
+        return new
+
+
+def make_session(retry: RetrySpec) -> requests.Session:
+    policy = _LoggingRetry(
+        total=retry.max_retries,
+        backoff_factor=retry.delay_seconds,
+        backoff_max=retry.max_delay_seconds,
+        backoff_jitter=retry.delay_seconds,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last response is returned and reported with its status
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "etl-assets/0.1"
+    return session
+
+
+class SourceHttp:
+    """GETs for one source: rate-limited, retried, with errors that name the source and the URL."""
+
+    def __init__(self, source: str, retry: RetrySpec, timeout: float, limiter: RateLimiter | None = None):
+        self.source, self.timeout, self.limiter = source, timeout, limiter
+        self.session = make_session(retry)
+        self.requests = 0
+
+    def get(self, url: str, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
+            ok: tuple[int, ...] = (200,)) -> requests.Response:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        self.requests += 1
+        try:
+            resp = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, self.timeout), self.timeout))
+        except requests.exceptions.RetryError as exc:
+            raise SourceError(self.source, f"GET {url}", f"gave up after retries: {exc}",
+                              "the server keeps failing; try later or raise retry.max_retries", retryable=True) from None
+        except requests.exceptions.Timeout:
+            raise SourceError(self.source, f"GET {url}", f"no answer within {self.timeout}s",
+                              "raise timeout_seconds or check the server", retryable=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise SourceError(self.source, f"GET {url}", f"cannot connect: {type(exc).__name__}",
+                              "check the URL and that the server is up", retryable=True) from None
+        if resp.status_code not in ok:
+            body = resp.text[:200].replace("\n", " ") if resp.content else ""
+            raise SourceError(self.source, f"GET {resp.url}", f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
+                              "check the URL, parameters and credentials" if resp.status_code < 500
+                              else "the server failed; the step retries", retryable=resp.status_code >= 500)
+        return resp

@@ -1,0 +1,158 @@
+"""Column types: inference from sampled values and vectorised coercion into good and quarantined rows."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+_BOOL_WORDS = {"true", "false", "t", "f", "yes", "no"}
+
+
+def _is_null(v: object) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)) or v == ""
+
+
+def infer_type(values: Iterable[object]) -> str:
+    """The narrowest column type that every non-empty sampled value fits."""
+    kinds = set()
+    for v in values:
+        if _is_null(v):
+            continue
+        if isinstance(v, bool | np.bool_):
+            kinds.add("boolean")
+        elif isinstance(v, int | np.integer):
+            kinds.add("integer")
+        elif isinstance(v, float | np.floating):
+            kinds.add("float")
+        elif isinstance(v, dict | list):
+            kinds.add("json")
+        else:
+            s = str(v).strip()
+            if _INT_RE.match(s) and len(s) < 19 and not (len(s) > 1 and s.lstrip("+-").startswith("0")):
+                kinds.add("integer")  # "007" is an identifier, not a number: keep leading zeros as text
+            elif _FLOAT_RE.match(s):
+                kinds.add("float")
+            elif s.lower() in _BOOL_WORDS:
+                kinds.add("boolean")
+            elif _DATE_RE.match(s):
+                kinds.add("date")
+            elif _TS_RE.match(s):
+                kinds.add("timestamp")
+            else:
+                return "string"
+    if not kinds:
+        return "string"
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds <= {"integer", "float"}:
+        return "float"
+    if kinds <= {"date", "timestamp"}:
+        return "timestamp"
+    return "json" if "json" in kinds else "string"
+
+
+def infer_schema(frame: pd.DataFrame, sample_rows: int = 1000) -> dict[str, str]:
+    head = frame.head(sample_rows)
+    return {str(c): infer_type(head[c].tolist()) for c in frame.columns}
+
+
+@dataclass
+class Coerced:
+    good: pd.DataFrame  # typed, index = source row numbers
+    bad: pd.DataFrame  # raw rows that failed, with a `_reason` column
+
+
+def _as_text(v: object) -> object:
+    if _is_null(v):
+        return None
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return str(v)
+
+
+def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """Return (typed values as object dtype with None for null, mask of values that failed)."""
+    obj = col.astype(object)
+    null = obj.map(_is_null).astype(bool)
+    if kind == "string":
+        return obj.map(_as_text), pd.Series(False, index=col.index)
+    if kind in ("integer", "float"):
+        stripped = obj.where(null | obj.map(lambda v: not isinstance(v, str)), obj.astype(str).str.strip())
+        num = pd.to_numeric(stripped.where(~null, None), errors="coerce")
+        bad = ~null & num.isna()
+        if kind == "integer":
+            bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
+            out = num.where(~bad & ~null).astype("Int64").astype(object)
+        else:
+            out = num.where(~bad & ~null).astype(object)
+        return out.where(~null & ~bad, None), bad
+    if kind == "boolean":
+        def to_bool(v: object) -> object:
+            if isinstance(v, bool | np.bool_):
+                return bool(v)
+            s = str(v).strip().lower()
+            return True if s in _TRUE else False if s in _FALSE else "bad"
+
+        vals = obj.where(null, obj.map(to_bool))
+        bad = ~null & (vals == "bad")
+        return vals.where(~null & ~bad, None), bad
+    if kind in ("timestamp", "date"):
+        text = obj.where(null, obj.astype(str).str.strip())
+        ts = pd.to_datetime(text.where(~null, None), utc=True, errors="coerce", format="ISO8601")
+        retry = ~null & ts.isna()
+        if retry.any():  # RFC 822, "01/02/2024 10:00" and friends: slower, so only for what ISO 8601 missed
+            ts[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+        bad = ~null & ts.isna()
+        if kind == "date":
+            out = ts.dt.date.astype(object)
+        else:
+            out = ts.astype(object)
+        return out.where(~null & ~bad, None), bad
+    if kind == "json":
+        def to_json(v: object) -> object:
+            if isinstance(v, dict | list | int | float | bool):
+                return json.dumps(v, ensure_ascii=False, sort_keys=True)
+            try:
+                return json.dumps(json.loads(str(v)), ensure_ascii=False, sort_keys=True)
+            except ValueError:
+                return json.dumps(str(v), ensure_ascii=False)  # plain text is a valid JSON string value
+
+        return obj.where(null, obj.map(to_json)).where(~null, None), pd.Series(False, index=col.index)
+    raise ValueError(f"unknown column type {kind!r}")
+
+
+def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable[str] = ()) -> Coerced:
+    """Type every column of `schema`; a row with any value that does not fit goes to quarantine with its reason."""
+    typed = {}
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+    for name, kind in schema.items():
+        if name not in frame.columns:
+            typed[name] = pd.Series(None, index=frame.index, dtype=object)
+            continue
+        values, bad = _coerce_column(frame[name], kind)
+        typed[name] = values
+        if bad.any():
+            first = reasons.isna() & bad
+            shown = frame[name][first].astype(str).str.slice(0, 80)
+            reasons[first] = [f"column '{name}': {v!r} is not a valid {kind}" for v in shown]
+    for key in primary_key:
+        missing = reasons.isna() & typed[key].isna()
+        if missing.any():
+            reasons[missing] = f"primary key column '{key}' is empty"
+    bad_mask = reasons.notna()
+    good = pd.DataFrame(typed, index=frame.index)[~bad_mask]
+    bad = frame[bad_mask].copy()
+    bad["_reason"] = reasons[bad_mask]
+    return Coerced(good=good, bad=bad)

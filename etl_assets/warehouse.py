@@ -1,0 +1,293 @@
+"""The warehouse: SQLite by default, PostgreSQL in production, through SQLAlchemy.
+
+Each batch lands in ONE transaction: its rows are upserted by primary key (PostgreSQL: COPY into a staging
+table and one INSERT ... ON CONFLICT), its quarantined rows are recorded, and the source's checkpoint moves.
+A crash anywhere before the commit leaves the table and the checkpoint as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+log = logging.getLogger(__name__)
+
+LINEAGE = {"_etl_run_id": "string", "_etl_loaded_at": "timestamp", "_etl_source": "string"}
+ROW_ID = "_etl_row_id"  # the key of a table whose source has no primary_key
+DEFAULT_DIR = ".etl"
+
+metadata = sa.MetaData()
+checkpoints = sa.Table(
+    "etl_checkpoints", metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+quarantine = sa.Table(
+    "etl_quarantine", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False, index=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("location", sa.Text),
+    sa.Column("row_number", sa.BigInteger),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text),
+    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
+)
+runs = sa.Table(
+    "etl_runs", metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("source_type", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("records_processed", sa.BigInteger, default=0),
+    sa.Column("records_inserted", sa.BigInteger, default=0),
+    sa.Column("records_updated", sa.BigInteger, default=0),
+    sa.Column("records_failed", sa.BigInteger, default=0),
+    sa.Column("error", sa.Text),
+)
+schema_drift = sa.Table(
+    "etl_schema_drift", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False, index=True),
+    sa.Column("run_id", sa.Text),
+    sa.Column("expected", sa.Text),
+    sa.Column("observed", sa.Text),
+    sa.Column("confidence", sa.Float),
+    sa.Column("decision", sa.Text, nullable=False),
+    sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
+)
+SYSTEM_TABLES = tuple(metadata.tables)
+
+
+def default_url() -> str:
+    Path(DEFAULT_DIR).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(DEFAULT_DIR, 'warehouse.db').resolve()}"
+
+
+def normalize_url(url: str) -> str:
+    """Every PostgreSQL URL uses psycopg 3: its COPY is the fast path."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def sql_type(kind: str, dialect: str) -> sa.types.TypeEngine:
+    if kind == "json":  # SQLite's JSON type name has NUMERIC affinity and would turn '1' into 1
+        return postgresql.JSONB() if dialect == "postgresql" else sa.Text()
+    return {
+        "string": sa.Text(),
+        "integer": sa.BigInteger(),
+        "float": sa.Float(precision=53),
+        "boolean": sa.Boolean(),
+        "timestamp": sa.DateTime(timezone=True),
+        "date": sa.Date(),
+    }[kind]
+
+
+def kind_of(column_type: sa.types.TypeEngine) -> str:
+    name = type(column_type).__name__.upper()
+    if "JSON" in name:
+        return "json"
+    if "INT" in name:
+        return "integer"
+    if any(t in name for t in ("FLOAT", "DOUBLE", "REAL", "NUMERIC")):
+        return "float"
+    if "BOOL" in name:
+        return "boolean"
+    if "TIMESTAMP" in name or "DATETIME" in name:
+        return "timestamp"
+    if name == "DATE":
+        return "date"
+    return "string"
+
+
+@dataclass
+class LoadResult:
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+
+
+class Warehouse:
+    def __init__(self, url: str | None = None):
+        self.url = normalize_url(url or os.environ.get("ETL_WAREHOUSE_URL") or default_url())
+        connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.q = self.engine.dialect.identifier_preparer.quote
+        metadata.create_all(self.engine, checkfirst=True)
+        self._tables: dict[str, sa.Table] = {}
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.engine.url.render_as_string(hide_password=True)})"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------------------------
+    def pinned_schema(self, table: str) -> dict[str, str] | None:
+        """The data columns of an existing table: an inferred schema, pinned by the first load."""
+        insp = sa.inspect(self.engine)
+        if not insp.has_table(table):
+            return None
+        return {c["name"]: kind_of(c["type"]) for c in insp.get_columns(table)
+                if c["name"] not in LINEAGE and c["name"] != ROW_ID}
+
+    def ensure_table(self, name: str, schema: dict[str, str], key: list[str]) -> sa.Table:
+        """Create the table, or add the schema's columns it lacks (schema evolution only ever adds)."""
+        table = self._tables.get(name)
+        if table is not None and all(c in table.c for c in schema):
+            return table
+        cols = [sa.Column(c, sql_type(k, self.dialect), primary_key=c in key) for c, k in schema.items()]
+        if key == [ROW_ID]:
+            cols.insert(0, sa.Column(ROW_ID, sa.Text, primary_key=True))
+        cols += [sa.Column(c, sql_type(k, self.dialect)) for c, k in LINEAGE.items()]
+        with self.engine.begin() as conn:
+            insp = sa.inspect(conn)
+            if insp.has_table(name):
+                have = {c["name"] for c in insp.get_columns(name)}
+                for col in cols:
+                    if col.name not in have:
+                        log.warning("table %s: adding column %s (%s)", name, col.name, col.type)
+                        conn.exec_driver_sql(f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
+                                             f"{col.type.compile(self.engine.dialect)}")
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            else:
+                table = sa.Table(name, sa.MetaData(), *cols)
+                table.create(conn)
+        self._tables[name] = table
+        return table
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint(self, source: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.source == source)).scalar()
+        return json.loads(raw) if raw else None
+
+    def _upsert_checkpoint(self, conn: sa.Connection, source: str, position: dict, run_id: str) -> None:
+        values = {"source": source, "position": json.dumps(position, sort_keys=True, default=str),
+                  "run_id": run_id, "updated_at": datetime.now(UTC)}
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(checkpoints).values(**values)
+        conn.execute(ins.on_conflict_do_update(index_elements=["source"],
+                                               set_={k: v for k, v in values.items() if k != "source"}))
+
+    # -- load -----------------------------------------------------------------------------------------------
+    def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
+             position: dict, run_id: str, location: str) -> LoadResult:
+        """Upsert rows, record quarantined rows and move the checkpoint, all in one transaction."""
+        result = LoadResult(quarantined=len(quarantined))
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            if table is not None and len(rows):
+                rows = rows.assign(_etl_run_id=run_id, _etl_loaded_at=now, _etl_source=location)
+                rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
+                upsert = self._upsert_pg if self.dialect == "postgresql" else self._upsert_sqlite
+                result.inserted, result.updated = upsert(conn, table, key, rows)
+            if quarantined:
+                conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id, "quarantined_at": now}
+                                                   for q in quarantined])
+            self._upsert_checkpoint(conn, source, position, run_id)
+        return result
+
+    def _set_clause(self, table: sa.Table, key: list[str], cols: list[str], excluded: str) -> tuple[str, str]:
+        q, t = self.q, self.q(table.name)
+        data = [c for c in cols if c not in key and c not in LINEAGE]
+        sets = ", ".join(f"{q(c)} = {excluded}.{q(c)}" for c in cols if c not in key)
+        if not data:
+            return sets, "TRUE"
+        changed = " OR ".join(f"{t}.{q(c)} IS DISTINCT FROM {excluded}.{q(c)}" for c in data)
+        return sets, changed
+
+    def _upsert_pg(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame) -> tuple[int, int]:
+        q, cols = self.q, list(rows.columns)
+        collist = ", ".join(q(c) for c in cols)
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE _etl_stage (LIKE {q(table.name)} INCLUDING DEFAULTS) ON COMMIT DROP")
+            with cur.copy(f"COPY _etl_stage ({collist}) FROM STDIN") as copy:
+                for row in _records(rows, self.dialect):
+                    copy.write_row(row)
+            sets, changed = self._set_clause(table, key, cols, "EXCLUDED")
+            action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
+            cur.execute(
+                f"WITH up AS (INSERT INTO {q(table.name)} ({collist}) SELECT {collist} FROM _etl_stage "
+                f"ON CONFLICT ({', '.join(q(k) for k in key)}) {action} RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+            )
+            inserted, updated = cur.fetchone()
+            cur.execute("DROP TABLE _etl_stage")
+        return int(inserted), int(updated)
+
+    def _upsert_sqlite(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame) -> tuple[int, int]:
+        q, cols, t = self.q, list(rows.columns), self.q(table.name)
+        collist = ", ".join(q(c) for c in cols)
+        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS _etl_stage AS SELECT {collist} FROM {t} WHERE 0")
+        conn.exec_driver_sql("DELETE FROM _etl_stage")
+        conn.exec_driver_sql(f"INSERT INTO _etl_stage ({collist}) VALUES ({', '.join('?' for _ in cols)})",
+                             list(_records(rows, self.dialect)))
+        match = " AND ".join(f"{t}.{q(k)} = _etl_stage.{q(k)}" for k in key)
+        inserted = conn.exec_driver_sql(
+            f"SELECT count(*) FROM _etl_stage WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match})").scalar()
+        sets, changed = self._set_clause(table, key, cols, "excluded")
+        changed = changed.replace("IS DISTINCT FROM", "IS NOT")
+        action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
+        before = conn.exec_driver_sql("SELECT total_changes()").scalar()
+        conn.exec_driver_sql(f"INSERT INTO {t} ({collist}) SELECT {collist} FROM _etl_stage WHERE true "
+                             f"ON CONFLICT ({', '.join(q(k) for k in key)}) {action}")
+        changes = conn.exec_driver_sql("SELECT total_changes()").scalar() - before
+        conn.exec_driver_sql("DROP TABLE _etl_stage")
+        return int(inserted), int(changes - inserted)
+
+    # -- runs and stats -------------------------------------------------------------------------------------
+    def record_run(self, **values: Any) -> None:
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(runs).values(**values)
+        with self.engine.begin() as conn:
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=["run_id", "source"],
+                set_={k: v for k, v in values.items() if k not in ("run_id", "source")}))
+
+    def row_count(self, table: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar())
+
+    def row_counts(self) -> dict[str, int]:
+        names = sorted(sa.inspect(self.engine).get_table_names())
+        return {n: self.row_count(n) for n in names}
+
+
+def _records(rows: pd.DataFrame, dialect: str):
+    """Plain Python tuples for the driver; SQLite stores timestamps as ISO text."""
+    if dialect == "sqlite":
+        conv = [_iso_or_same] * len(rows.columns)
+        for values in rows.itertuples(index=False, name=None):
+            yield tuple(f(v) for f, v in zip(conv, values, strict=True))
+    else:
+        yield from rows.itertuples(index=False, name=None)
+
+
+def _iso_or_same(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime | date) else v
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers (the UI, stats) work while a run writes; a busy timeout rides out a second writer.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
