@@ -270,11 +270,18 @@ def load_sources(path: str | os.PathLike[str] | None = None) -> dict[str, CsvSou
     prepared = {}
     for name, spec in raw.items():
         spec = dict(spec, name=name)
+        if isinstance(spec.get("url"), str):
+            try:  # a base URL may come from the environment: ${API_BASE:-https://api.example.com}
+                spec["url"] = expand_env(spec["url"], source=name, key="url")
+            except ConfigError as exc:
+                problems.append(f"{path}: {exc}")
         if spec.get("kind") == "csv" and isinstance(spec.get("path"), str):
             spec["path"] = _resolve_path(spec["path"], base)
         if spec.get("kind") == "rss" and isinstance(spec.get("url"), str):
             spec["url"] = _resolve_path(spec["url"], base)
         prepared[name] = spec
+    if problems:
+        raise ConfigError("\n".join(problems))
     try:
         return dict(_File(sources=prepared).sources)
     except ValidationError as exc:

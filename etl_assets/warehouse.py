@@ -130,6 +130,9 @@ class Warehouse:
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads, then writes,
+            # fails at once with "database is locked" when another process wrote in between.
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self.q = self.engine.dialect.identifier_preparer.quote
         metadata.create_all(self.engine, checkfirst=True)
         self._tables: dict[str, sa.Table] = {}
@@ -263,6 +266,8 @@ class Warehouse:
                 set_={k: v for k, v in values.items() if k not in ("run_id", "source")}))
 
     def row_count(self, table: str) -> int:
+        if not sa.inspect(self.engine).has_table(table):
+            return 0
         with self.engine.connect() as conn:
             return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar())
 
@@ -287,6 +292,7 @@ def _iso_or_same(v: Any) -> Any:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers (the UI, stats) work while a run writes; a busy timeout rides out a second writer.
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see Warehouse.__init__)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=60000")

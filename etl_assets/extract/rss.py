@@ -95,7 +95,7 @@ class RssExtractor:
         digest = hashlib.sha256(resp.content).hexdigest()
         if not validators and digest == state.get("sha256"):
             return None, state, {}  # a server without validators: an unchanged body is still no news
-        return resp.content, {**validators, "sha256": digest}, dict(resp.headers)
+        return resp.content, {**validators, "sha256": digest}, {k.lower(): v for k, v in resp.headers.items()}
 
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         state = dict(checkpoint or {})

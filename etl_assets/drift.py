@@ -1,0 +1,892 @@
+"""Schema-drift detection with renamed-column recognition and a confidence score.
+
+Pure Python (no Dagster): the ingest loop, the asset checks and the ``drift-check`` CLI all call
+:func:`detect_drift` and act on the :class:`DriftReport` it returns.
+
+How a rename is recognised
+--------------------------
+1. Explicit mappings (``column_map`` from the config, then renames the user ``accepted`` earlier) are
+   fixed first: the user's word beats any heuristic.
+2. Exact matches after :func:`normalize_name` (case, whitespace, punctuation, separators, camelCase) are
+   fixed next, so a noisy candidate can never steal a column that is plainly present.
+3. Every remaining (expected, observed) pair gets a confidence in [0, 1] that combines
+   - name similarity: rapidfuzz over normalised, abbreviation-expanded, lightly stemmed tokens,
+     weighted by how rare each token is in this header (a token shared by many columns, like
+     ``station`` or ``rental``, says little about which column is which);
+   - type compatibility of the sampled values with the expected type (when a sample is given);
+   - value-profile similarity with the previous load (when ``previous_profiles`` is given).
+   Evidence is combined in log-odds space, so each piece can push the score up or down.
+4. The assignment is solved globally (Hungarian algorithm over log-odds weights), so one observed
+   column maps to at most one expected column and a greedy first pick cannot starve a better pair.
+5. Safety: a pair is only auto-applied when its confidence clears ``auto_map_threshold``, its name
+   evidence is solid on its own, and the optimal assignment is clearly better than the best one that
+   avoids the pair (the "regret" margin). A near-tie is capped below the auto threshold, i.e. it is
+   at most a suggestion. A wrong silent rename is worse than a stopped load.
+
+Column names are data: they are only compared and reported here, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Iterable, Mapping, Sequence
+
+from rapidfuzz import fuzz
+
+__all__ = [
+    "TYPES",
+    "ColumnMapping",
+    "ColumnProfile",
+    "DriftReport",
+    "detect_drift",
+    "infer_type",
+    "normalize_name",
+    "profile_similarity",
+]
+
+TYPES = ("string", "integer", "float", "boolean", "timestamp", "date", "json")
+
+DECISIONS = ("exact", "auto_mapped", "suggested", "unmapped", "explicit")
+APPLIED = ("exact", "explicit", "auto_mapped")
+
+# Log-odds margin the optimal assignment must keep over the best assignment without the pair before
+# the pair is auto-applied. 1.0 ~ an odds ratio of e: 0.95 vs a 0.90 rival (0.75) is not enough,
+# 0.97 vs 0.90 (1.28) is.
+AUTO_MARGIN = 1.0
+# Name evidence alone must reach this before other evidence may lift a pair to auto-map: value
+# profiles of numeric columns look alike too often to rename on them alone.
+AUTO_NAME_FLOOR = 0.7
+# Pairs below this confidence do not take part in the assignment at all.
+ASSIGN_FLOOR = 0.35
+
+
+# --------------------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------------------
+
+_ACRONYM_BOUNDARY = re.compile(r"(?<=[A-Z])(?=[A-Z][a-z])")  # "PULocation" -> "PU_Location"
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # "RateCode" -> "Rate_Code"
+_WORD = re.compile(r"[^\W_]+")  # runs of unicode letters/digits; everything else separates
+
+
+def normalize_name(name: str) -> str:
+    """Canonical snake_case token string of a column name.
+
+    Case, surrounding/inner whitespace, punctuation and separators do not matter, camelCase
+    boundaries count as separators and accents are dropped:
+    ``"Country/Region"``, ``"Country_Region"``, ``" country region "`` and ``"CountryRegion"`` all
+    give ``"country_region"``. A name with no letter or digit at all keeps its (trimmed, casefolded)
+    text so that two different punctuation-only headers stay different.
+    """
+    text = unicodedata.normalize("NFKD", str(name))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = _CAMEL_BOUNDARY.sub("_", _ACRONYM_BOUNDARY.sub("_", text))
+    tokens = _WORD.findall(text.casefold())
+    if not tokens:
+        return str(name).strip().casefold()
+    return "_".join(tokens)
+
+
+# Abbreviations and inflections -> one canonical word (applied per token, before stemming).
+_ABBREV: dict[str, str] = {
+    "amt": "amount", "qty": "quantity", "quant": "quantity",
+    "lat": "latitude", "lon": "longitude", "lng": "longitude", "long": "longitude",
+    "dt": "datetime", "ts": "timestamp", "tstamp": "timestamp",
+    "no": "number", "num": "number", "nbr": "number", "nr": "number", "nmbr": "number",
+    "identifier": "id",
+    "desc": "description", "descr": "description", "addr": "address", "cust": "customer",
+    "fwd": "forward", "pct": "percent", "perc": "percent", "cnt": "count", "dist": "distance",
+    "dur": "duration", "yr": "year", "tm": "time", "cd": "code", "tel": "phone",
+    "telephone": "phone", "msg": "message", "dept": "department", "acct": "account",
+    "txn": "transaction", "trx": "transaction", "ref": "reference", "avg": "average",
+    "prev": "previous", "cat": "category", "loc": "location", "lvl": "level", "src": "source",
+    "dst": "destination", "dest": "destination", "usr": "user", "idx": "index", "seq": "sequence",
+    "tot": "total", "info": "information", "ver": "version",
+    "start": "start", "started": "start", "starting": "start", "begin": "start", "began": "start",
+    "beginning": "start",
+    "end": "end", "ended": "end", "ending": "end", "stop": "end", "stopped": "end",
+    "finish": "end", "finished": "end",
+}
+
+# Related (not identical) words: partial token credit. Deliberately below 1 so that a rename resting
+# on a synonym needs the rest of the name to agree before it reaches the auto-map threshold.
+_RELATED_WORDS: list[tuple[str, str, float]] = [
+    ("date", "datetime", 0.85), ("time", "datetime", 0.85), ("timestamp", "datetime", 0.95),
+    ("date", "timestamp", 0.85), ("time", "timestamp", 0.85), ("date", "time", 0.75),
+    ("number", "id", 0.75), ("key", "id", 0.7), ("code", "id", 0.6),
+    ("pickup", "start", 0.85), ("dropoff", "end", 0.85),
+    ("from", "start", 0.8), ("origin", "start", 0.8), ("to", "end", 0.8),
+    ("destination", "end", 0.8), ("gender", "sex", 0.9),
+]
+
+# Tokens that carry almost no identity: vendor/system prefixes (NYC TLC "tpep_", "lpep_"), filler
+# words and ordinal group prefixes ("01 - Rental Details ..."). Dropping one costs a little.
+_DROPPABLE = {"tpep", "lpep", "fhv", "fhvhv", "the", "of", "and", "a", "an", "in", "for", "by", "per"}
+
+# Everyday column-name words, used only to split run-together names ("tripduration",
+# "bikeid", "usertype") into tokens. Header tokens of the call are added per call.
+_COMMON_WORDS = {
+    "trip", "ride", "bike", "user", "type", "time", "date", "day", "year", "month", "week",
+    "hour", "birth", "name", "code", "rate", "count", "total", "station", "start", "stop", "end",
+    "id", "key", "duration", "distance", "amount", "price", "fee", "tax", "flag", "status",
+    "city", "state", "zip", "country", "region", "first", "last", "full", "update", "store",
+    "forward", "pickup", "dropoff", "payment", "vendor", "passenger", "fare", "tip", "toll",
+    "member", "customer", "account", "order", "item", "product", "number", "value", "group",
+    "level", "line", "address", "phone", "email", "postal", "event", "source", "rental",
+    "latitude", "longitude", "datetime", "timestamp", "seconds", "min", "max", "sum", "mean",
+    "height", "width", "weight", "size", "age", "gender", "sex", "score", "unit", "class",
+}
+_SHORT_PIECES = {"id", "at", "no", "dt", "ts"}  # the only 2-letter pieces a split may produce
+
+
+def _stem(tok: str) -> str:
+    """A deliberately light stemmer: 'tested'->'test', 'results'->'result', 'stopped'->'stop'."""
+    if not tok.isalpha() or len(tok) < 5:
+        return tok
+    t = tok
+    stripped = False
+    if t.endswith("ies") and len(t) >= 6:
+        t, stripped = t[:-3] + "y", True
+    elif t.endswith("ing") and len(t) >= 6:
+        t, stripped = t[:-3], True
+    elif t.endswith("ed") and len(t) >= 6:
+        t, stripped = t[:-2], True
+    elif t.endswith("es") and len(t) >= 6 and t[-3] in "sxz":
+        t, stripped = t[:-2], True
+    elif t.endswith("s") and not t.endswith(("ss", "us", "is")):
+        t, stripped = t[:-1], True
+    if stripped and len(t) >= 4 and t[-1] == t[-2] and t[-1] not in "lsz":
+        t = t[:-1]  # stopp -> stop
+    if t.endswith("e") and len(t) >= 5:
+        t = t[:-1]  # create/created -> creat
+    return t
+
+
+@lru_cache(maxsize=4096)
+def _canon(tok: str) -> str:
+    if tok in _ABBREV:
+        return _stem(_ABBREV[tok])
+    s = _stem(tok)
+    return _stem(_ABBREV[s]) if s in _ABBREV else s
+
+
+_RELATED: dict[frozenset, float] = {
+    frozenset((_canon(a), _canon(b))): s for a, b, s in _RELATED_WORDS
+}
+_KNOWN = {w for w in _COMMON_WORDS} | set(_ABBREV) | set(_ABBREV.values())
+_DROPPABLE_CANON = {_canon(t) for t in _DROPPABLE}
+
+
+def _is_droppable(tok: str) -> bool:
+    return tok in _DROPPABLE_CANON or tok.isdigit()
+
+
+def _split_compound(tok: str, vocab: set[str]) -> list[str]:
+    """Split a run-together token into known words ('bikeid' -> ['bike', 'id']), else keep it."""
+    if len(tok) < 5 or not tok.isalpha() or tok in _KNOWN:
+        return [tok]
+
+    def ok(piece: str) -> bool:
+        return (len(piece) >= 3 or piece in _SHORT_PIECES) and piece in vocab and piece != tok
+
+    best: list[str] | None = None
+    for i in range(2, len(tok) - 1):
+        a, b = tok[:i], tok[i:]
+        if ok(a) and ok(b):
+            cand = [a, b]
+        elif ok(a):
+            cand = None
+            for j in range(2, len(b) - 1):
+                if ok(b[:j]) and ok(b[j:]):
+                    cand = [a, b[:j], b[j:]]
+                    break
+        else:
+            cand = None
+        # fewest pieces, then the split whose longest piece is longest (the most specific words)
+        if cand and (best is None or (len(cand), -max(map(len, cand))) < (len(best), -max(map(len, best)))):
+            best = cand
+    return best or [tok]
+
+
+def _tok_sim(a: str, b: str) -> float:
+    """Similarity of two canonical tokens in [0, 1]."""
+    if a == b:
+        return 1.0
+    rel = _RELATED.get(frozenset((a, b)))
+    if rel is not None:
+        return rel
+    if not (a.isalpha() and b.isalpha()):
+        return 0.0  # "admin2" vs "admin3": digits are identity, not spelling
+    short, long_ = sorted((a, b), key=len)
+    if len(short) >= 3 and long_.startswith(short) and len(short) / len(long_) >= 0.5:
+        return 0.8
+    if len(short) >= 5:
+        r = fuzz.ratio(a, b) / 100.0
+        if r >= 0.8:  # spelling variants ("incidence"/"incident"); short words are too risky
+            return 0.95 * r
+    return 0.0
+
+
+class _NameScorer:
+    """Name similarity over one call's headers (vocabulary and token rarity come from them)."""
+
+    def __init__(self, names: Iterable[str]):
+        norms = {normalize_name(n) for n in names}
+        raw = {t for n in norms for t in n.split("_") if t.isalpha() and len(t) >= 2}
+        self._vocab = _KNOWN | raw
+        self._tokens: dict[str, list[str]] = {}
+        df: dict[str, int] = {}
+        for n in norms:
+            for t in set(self.tokens(n)):
+                df[t] = df.get(t, 0) + 1
+        self._df = df
+        self._n = max(len(norms), 1)
+
+    def tokens(self, name: str) -> list[str]:
+        norm = normalize_name(name)
+        cached = self._tokens.get(norm)
+        if cached is not None:
+            return cached
+        raw = [t for t in norm.split("_") if t]
+        pieces: list[str] = []
+        for t in raw:
+            pieces.extend(_split_compound(t, self._vocab))
+        out = []
+        for i, t in enumerate(pieces):
+            # Rails-style suffixes: created_at is a time, created_on a date
+            if i == len(pieces) - 1 and i > 0 and t in ("at", "on"):
+                out.append(_canon("time" if t == "at" else "date"))
+            else:
+                out.append(_canon(t))
+        self._tokens[norm] = out
+        return out
+
+    def weight(self, tok: str) -> float:
+        w = math.log(1.0 + self._n / self._df.get(tok, 1))
+        return w * 0.15 if _is_droppable(tok) else w
+
+    def similarity(self, a: str, b: str) -> float:
+        na, nb = normalize_name(a), normalize_name(b)
+        if na == nb:
+            return 1.0
+        if na.replace("_", "") == nb.replace("_", ""):
+            return 0.97  # only separators differ: "tripduration" / "Trip Duration"
+        ta, tb = _merge_align(self.tokens(a), self.tokens(b))
+        if not ta or not tb:
+            return 0.0
+        if ta == tb:
+            return 0.95  # same words after abbreviations: "Fare_Amt" / "fare_amount"
+        if sorted(ta) == sorted(tb):
+            return 0.92  # same words, other order
+        core_a = [t for t in ta if not _is_droppable(t)]
+        core_b = [t for t in tb if not _is_droppable(t)]
+        if core_a and core_a == core_b:
+            dropped = len(ta) + len(tb) - 2 * len(core_a)
+            return max(0.8, 0.93 - 0.02 * dropped)  # "tpep_pickup_datetime" / "pickup_datetime"
+        dice = self._soft_dice(ta, tb)
+        char = fuzz.ratio("".join(ta), "".join(tb)) / 100.0
+        # char-level similarity only rescues near-identical spellings (typos); cap below the
+        # canonical-equality levels so that fuzzy evidence alone never outranks exact words
+        return min(0.94, max(dice, 0.85 * char if char >= 0.9 else 0.0))
+
+    def _soft_dice(self, ta: list[str], tb: list[str]) -> float:
+        wa = [self.weight(t) for t in ta]
+        wb = [self.weight(t) for t in tb]
+        pairs = sorted(
+            ((_tok_sim(x, y), i, j) for i, x in enumerate(ta) for j, y in enumerate(tb)),
+            key=lambda p: (-p[0] * (wa[p[1]] + wb[p[2]]), p[1], p[2]),
+        )
+        used_a: set[int] = set()
+        used_b: set[int] = set()
+        matched = 0.0
+        for s, i, j in pairs:  # greedy token matching is exact enough for names of a few words
+            if s <= 0 or i in used_a or j in used_b:
+                continue
+            used_a.add(i)
+            used_b.add(j)
+            matched += s * (wa[i] + wb[j])
+        total = sum(wa) + sum(wb)
+        return matched / total if total else 0.0
+
+
+def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:
+    """Split a token of one side that equals 2-3 adjacent tokens of the other ("datetime" vs
+    "date", "time"), so both sides are compared word for word."""
+
+    def expand(xs: list[str], ys: list[str]) -> list[str]:
+        out: list[str] = []
+        for t in xs:
+            done = False
+            for k in (2, 3):
+                for s in range(0, len(ys) - k + 1):
+                    joined = "".join(ys[s:s + k])
+                    # compare stemmed too: "datetime" is canonically "datetim"
+                    if len(t) > 3 and (joined == t or _canon(joined) == t):
+                        out.extend(ys[s:s + k])
+                        done = True
+                        break
+                if done:
+                    break
+            if not done:
+                out.append(t)
+        return out
+
+    return expand(ta, tb), expand(tb, ta)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values: types and profiles
+# --------------------------------------------------------------------------------------------------
+
+_NULL_STRINGS = {"", "nan", "null", "none", "n/a", "na", "nat", "#n/a"}
+_BOOL_STRINGS = {"true", "false", "t", "f", "yes", "no"}
+_INT_RE = re.compile(r"[+-]?(?:0|[1-9]\d*)")  # leading zeros ("00501") mark identifiers: string
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_ISO_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+_US_DATE_RE = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*[AaPp][Mm])?)?"
+)
+_TYPE_SHARE = 0.95  # a type is inferred when it covers this share of non-empty values
+
+
+def _is_missing(v: object) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip().casefold() in _NULL_STRINGS
+    if type(v).__name__ in ("NAType", "NaTType"):
+        return True
+    if isinstance(v, float):
+        return math.isnan(v)
+    try:
+        ne = v != v  # numpy NaN scalars
+        return isinstance(ne, bool) and ne
+    except Exception:  # noqa: BLE001 - exotic objects compare however they like
+        return False
+
+
+def _kind(v: object) -> str:
+    """The narrowest type one non-missing value fits."""
+    if isinstance(v, bool) or type(v).__name__ == "bool_":
+        return "boolean"
+    if isinstance(v, numbers.Integral):
+        return "integer"
+    if isinstance(v, (numbers.Real, Decimal)):
+        return "float"
+    if isinstance(v, datetime) or type(v).__name__ == "datetime64":
+        return "timestamp"
+    if isinstance(v, date):
+        return "date"
+    if isinstance(v, (dict, list, tuple)):
+        return "json"
+    s = str(v).strip()
+    low = s.casefold()
+    if low in _BOOL_STRINGS:
+        return "boolean"
+    if _INT_RE.fullmatch(s):
+        return "integer"
+    if _FLOAT_RE.fullmatch(s):
+        return "float"
+    if _ISO_PREFIX.match(s):
+        try:
+            parsed = datetime.fromisoformat(s.replace(" ", "T", 1) if len(s) > 10 else s)
+        except ValueError:
+            return "string"
+        return "date" if len(s) == 10 and parsed == datetime(parsed.year, parsed.month, parsed.day) else "timestamp"
+    m = _US_DATE_RE.fullmatch(s)
+    if m and 1 <= int(m.group(1)) <= 12 and 1 <= int(m.group(2)) <= 31:
+        return "timestamp" if m.group(4) else "date"
+    if s[:1] in "[{":
+        try:
+            if isinstance(json.loads(s), (dict, list)):
+                return "json"
+        except ValueError:
+            pass
+    return "string"
+
+
+def _infer(values: Iterable[object]) -> tuple[str, int]:
+    kinds: dict[str, int] = {}
+    n = 0
+    for v in values:
+        if _is_missing(v):
+            continue
+        k = _kind(v)
+        kinds[k] = kinds.get(k, 0) + 1
+        n += 1
+    if n == 0:
+        return "string", 0
+    need = _TYPE_SHARE * n
+    ints, floats = kinds.get("integer", 0), kinds.get("float", 0)
+    dates, stamps = kinds.get("date", 0), kinds.get("timestamp", 0)
+    if kinds.get("boolean", 0) >= need:
+        return "boolean", n
+    if ints >= need:
+        return "integer", n
+    if ints + floats >= need:
+        return "float", n
+    if dates >= need:
+        return "date", n
+    if dates + stamps >= need:
+        return "timestamp", n
+    if kinds.get("json", 0) >= need:
+        return "json", n
+    return "string", n
+
+
+def infer_type(values: Sequence[object]) -> str:
+    """One of :data:`TYPES` for sampled values.
+
+    CSV strings count by their content ("12" integer, "1.5" float, "true"/"false" boolean, ISO or
+    US-style dates and timestamps, JSON objects/arrays); None, "", NaN and null-like strings are
+    ignored; a type is chosen when it covers 95% of the remaining values (coercion quarantines the
+    rest); all-empty gives "string".
+    """
+    return _infer(values)[0]
+
+
+def _type_affinity(a: str, b: str) -> float:
+    """How alike two column types are, for matching evidence (symmetric)."""
+    if a == b:
+        return 1.0
+    pair = {a, b}
+    if pair in ({"integer", "float"}, {"date", "timestamp"}):
+        return 0.7
+    if pair == {"boolean", "integer"} or "string" in pair:
+        return 0.3
+    return 0.0
+
+
+def _coercible(expected: str, observed: str) -> bool:
+    """Can values of the observed type be loaded into a column of the expected type?"""
+    if expected == observed or expected == "string":
+        return True
+    return (expected, observed) in {("float", "integer"), ("timestamp", "date")}
+
+
+@dataclass
+class ColumnProfile:
+    """Value profile of one column, kept from a load to compare the next load's columns with."""
+
+    type: str
+    null_fraction: float
+    distinct_fraction: float
+    mean_length: float
+    numeric_min: float | None = None
+    numeric_max: float | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[object]) -> "ColumnProfile":
+        values = list(values)
+        present = [v for v in values if not _is_missing(v)]
+        typ = infer_type(present)
+        texts = [str(v).strip() for v in present]
+        lo = hi = None
+        if typ in ("integer", "float"):
+            nums = []
+            for v in present:
+                try:
+                    x = float(v)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(x):
+                    nums.append(x)
+            if nums:
+                lo, hi = min(nums), max(nums)
+        return cls(
+            type=typ,
+            null_fraction=(len(values) - len(present)) / len(values) if values else 0.0,
+            distinct_fraction=len(set(texts)) / len(texts) if texts else 0.0,
+            mean_length=sum(map(len, texts)) / len(texts) if texts else 0.0,
+            numeric_min=lo,
+            numeric_max=hi,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "type": self.type,
+            "null_fraction": self.null_fraction,
+            "distinct_fraction": self.distinct_fraction,
+            "mean_length": self.mean_length,
+            "numeric_min": self.numeric_min,
+            "numeric_max": self.numeric_max,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, object]) -> "ColumnProfile":
+        def opt(x: object) -> float | None:
+            return None if x is None else float(x)  # type: ignore[arg-type]
+
+        typ = str(d.get("type", "string"))
+        return cls(
+            type=typ if typ in TYPES else "string",
+            null_fraction=float(d.get("null_fraction", 0.0)),  # type: ignore[arg-type]
+            distinct_fraction=float(d.get("distinct_fraction", 0.0)),  # type: ignore[arg-type]
+            mean_length=float(d.get("mean_length", 0.0)),  # type: ignore[arg-type]
+            numeric_min=opt(d.get("numeric_min")),
+            numeric_max=opt(d.get("numeric_max")),
+        )
+
+
+def profile_similarity(a: ColumnProfile, b: ColumnProfile) -> float:
+    """Similarity of two value profiles in [0, 1] (type, nulls, cardinality, length, numeric range)."""
+    parts = [
+        (0.3, _type_affinity(a.type, b.type)),
+        (0.15, 1.0 - min(1.0, abs(a.null_fraction - b.null_fraction))),
+        (0.2, 1.0 - min(1.0, abs(a.distinct_fraction - b.distinct_fraction))),
+        (0.2, (min(a.mean_length, b.mean_length) + 1.0) / (max(a.mean_length, b.mean_length) + 1.0)),
+    ]
+    if None not in (a.numeric_min, a.numeric_max, b.numeric_min, b.numeric_max):
+        lo, hi = max(a.numeric_min, b.numeric_min), min(a.numeric_max, b.numeric_max)  # type: ignore[type-var]
+        span = max(a.numeric_max, b.numeric_max) - min(a.numeric_min, b.numeric_min)  # type: ignore[type-var, operator]
+        overlap = (1.0 if lo <= hi else 0.0) if span == 0 else max(0.0, hi - lo) / span  # type: ignore[operator]
+        parts.append((0.15, overlap))
+    return sum(w * s for w, s in parts) / sum(w for w, _ in parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ColumnMapping:
+    expected: str | None  # None for an added column
+    observed: str | None  # None when unmapped
+    confidence: float  # in [0, 1]
+    decision: str  # "exact" | "auto_mapped" | "suggested" | "unmapped" | "explicit"
+    evidence: dict[str, float] = field(default_factory=dict)
+    candidates: list[tuple[str, float]] = field(default_factory=list)  # top 3 observed candidates
+
+    @property
+    def applied(self) -> bool:
+        return self.decision in APPLIED
+
+
+def _md(text: object) -> str:
+    """A cell of a markdown table: names are data, so pipes, backticks and newlines are escaped."""
+    s = "" if text is None else str(text)
+    s = s.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    return " ".join(s.split()) if s.strip() else ("␠" * len(s) if s else "")
+
+
+@dataclass
+class DriftReport:
+    mappings: list[ColumnMapping] = field(default_factory=list)  # one per expected column
+    added: list[str] = field(default_factory=list)  # observed columns not mapped to any expected one
+    removed: list[str] = field(default_factory=list)  # expected columns with no applied mapping
+    type_changes: list[dict] = field(default_factory=list)  # {"column", "expected", "observed"}
+
+    def observed_for(self, expected: str) -> str | None:
+        """The observed column an expected column was mapped to (applied mappings only)."""
+        return next((m.observed for m in self.mappings if m.expected == expected and m.applied), None)
+
+    def rename_map(self) -> dict[str, str]:
+        """observed -> expected for every applied mapping (exact, explicit, auto_mapped)."""
+        return {m.observed: m.expected for m in self.mappings if m.applied and m.observed and m.expected}
+
+    def has_drift(self) -> bool:
+        """True when anything differs from the expected schema beyond spelling the config or the
+        user has already settled (exact-after-normalisation and explicit mappings are not drift)."""
+        return bool(
+            self.added
+            or self.removed
+            or self.type_changes
+            or any(m.decision == "auto_mapped" for m in self.mappings)
+        )
+
+    def missing(self, required: Iterable[str]) -> list[ColumnMapping]:
+        """Mappings of required expected columns that are unmapped or only suggested."""
+        req = set(required)
+        return [m for m in self.mappings if m.expected in req and not m.applied]
+
+    def to_json(self, source: str) -> dict:
+        return {
+            "source": source,
+            "mappings": [
+                {
+                    "expected": m.expected,
+                    "observed": m.observed,
+                    "confidence": round(float(m.confidence), 3),
+                    "decision": m.decision,
+                }
+                for m in self.mappings
+            ],
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "type_changes": [dict(t) for t in self.type_changes],
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            "| expected | observed | confidence | decision | evidence |",
+            "| --- | --- | ---: | --- | --- |",
+        ]
+        for m in self.mappings:
+            ev = ", ".join(f"{k}={v:.2f}" for k, v in m.evidence.items())
+            if not m.applied and m.candidates:
+                ev = (ev + "; " if ev else "") + "candidates: " + ", ".join(
+                    f"{_md(c)} ({s:.2f})" for c, s in m.candidates
+                )
+            lines.append(
+                f"| {_md(m.expected)} | {_md(m.observed) if m.observed is not None else '—'} | "
+                f"{m.confidence:.2f} | {m.decision} | {ev} |"
+            )
+        for name in self.added:
+            lines.append(f"| — | {_md(name)} |  | added |  |")
+        for t in self.type_changes:
+            lines.append(
+                f"| {_md(t['column'])} | {_md(self.observed_for(t['column']))} |  | type changed | "
+                f"{_md(t['expected'])} -> {_md(t['observed'])} |"
+            )
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Assignment
+# --------------------------------------------------------------------------------------------------
+
+
+def _assign(weights: list[list[float]]) -> list[tuple[int, int]]:
+    """Maximum-weight assignment (Hungarian algorithm, O(n^3)) on a rectangular matrix of
+    non-negative weights. Returns (row, col) pairs with weight > 0."""
+    n = len(weights)
+    m = len(weights[0]) if n else 0
+    if n == 0 or m == 0:
+        return []
+    transposed = n > m
+    w = [list(col) for col in zip(*weights)] if transposed else weights
+    n, m = len(w), len(w[0])
+    inf = float("inf")
+    u = [0.0] * (n + 1)
+    v = [0.0] * (m + 1)
+    p = [0] * (m + 1)  # p[j]: row assigned to column j (1-based, 0 = none)
+    way = [0] * (m + 1)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = [inf] * (m + 1)
+        used = [False] * (m + 1)
+        while True:
+            used[j0] = True
+            i0, delta, j1 = p[j0], inf, 0
+            row = w[i0 - 1]
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = -row[j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while True:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+            if j0 == 0:
+                break
+    pairs = [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] and w[p[j] - 1][j - 1] > 0]
+    return [(j, i) for i, j in pairs] if transposed else pairs
+
+
+def _component(weights: list[list[float]], i0: int) -> tuple[list[int], list[int]]:
+    """Rows and columns connected to row i0 through positive weights (a regret only depends on
+    them, which keeps the regret computation small on wide headers)."""
+    rows, cols = {i0}, set()
+    frontier_rows = [i0]
+    while frontier_rows:
+        new_cols = {j for i in frontier_rows for j, x in enumerate(weights[i]) if x > 0} - cols
+        cols |= new_cols
+        new_rows = {i for j in new_cols for i in range(len(weights)) if weights[i][j] > 0} - rows
+        rows |= new_rows
+        frontier_rows = list(new_rows)
+    return sorted(rows), sorted(cols)
+
+
+def _regret(weights: list[list[float]], i: int, j: int) -> float:
+    """How much total weight the best assignment loses when pair (i, j) is forbidden."""
+    rows, cols = _component(weights, i)
+    sub = [[weights[r][c] for c in cols] for r in rows]
+    best = sum(sub[a][b] for a, b in _assign(sub))
+    sub[rows.index(i)][cols.index(j)] = 0.0
+    without = sum(sub[a][b] for a, b in _assign(sub))
+    return best - without
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------------------------------
+
+
+def _resolve(name: str, pool: Sequence[str]) -> str | None:
+    """Find a configured name among actual names: verbatim first, then after normalisation."""
+    if name in pool:
+        return name
+    norm = normalize_name(name)
+    return next((x for x in pool if normalize_name(x) == norm), None)
+
+
+def detect_drift(
+    expected: Mapping[str, str],
+    observed: Sequence[str],
+    sample: Mapping[str, Sequence[object]] | None = None,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    accepted: Mapping[str, str] | None = None,
+    auto_map_threshold: float = 0.85,
+    suggest_threshold: float = 0.6,
+    previous_profiles: Mapping[str, ColumnProfile] | None = None,
+) -> DriftReport:
+    """Compare observed columns with the expected schema (name -> type) and classify each column.
+
+    ``column_map`` and ``accepted`` map observed -> expected and always win. ``sample`` maps observed
+    column -> sampled values; ``previous_profiles`` maps expected column -> profile from the last load.
+    """
+    if not 0.0 <= suggest_threshold <= auto_map_threshold <= 1.0:
+        raise ValueError(
+            f"drift thresholds must satisfy 0 <= suggest_threshold ({suggest_threshold}) "
+            f"<= auto_map_threshold ({auto_map_threshold}) <= 1"
+        )
+    exp_names = list(expected)
+    obs_names = list(dict.fromkeys(str(o) for o in observed))
+    sample = sample or {}
+    previous_profiles = previous_profiles or {}
+    fixed: dict[str, ColumnMapping] = {}
+    used: set[str] = set()
+
+    # 1. explicit: the config's column_map first, then renames the user accepted earlier
+    for origin, mapping in (("column_map", column_map), ("accepted", accepted)):
+        for obs_key, exp_key in (mapping or {}).items():
+            e = _resolve(str(exp_key), [x for x in exp_names if x not in fixed])
+            o = _resolve(str(obs_key), [x for x in obs_names if x not in used])
+            if e is None or o is None:
+                continue  # a mapping for a column this batch does not have: nothing to apply
+            fixed[e] = ColumnMapping(e, o, 1.0, "explicit", {origin: 1.0}, [(o, 1.0)])
+            used.add(o)
+
+    # 2. exact after normalisation; a verbatim spelling wins over another that normalises equal
+    by_norm: dict[str, list[str]] = {}
+    for o in obs_names:
+        if o not in used:
+            by_norm.setdefault(normalize_name(o), []).append(o)
+    for e in exp_names:
+        if e in fixed:
+            continue
+        pool = [o for o in by_norm.get(normalize_name(e), []) if o not in used]
+        if pool:
+            o = e if e in pool else pool[0]
+            fixed[e] = ColumnMapping(e, o, 1.0, "exact", {"name": 1.0}, [(o, 1.0)])
+            used.add(o)
+
+    # 3. score the remaining pairs
+    rest_e = [e for e in exp_names if e not in fixed]
+    rest_o = [o for o in obs_names if o not in used]
+    scorer = _NameScorer(exp_names + obs_names)
+    obs_types: dict[str, str] = {}
+    obs_profiles: dict[str, ColumnProfile] = {}
+    for o in obs_names:
+        if o in sample:
+            vals = list(sample[o])
+            typ, n = _infer(vals)
+            if n:
+                obs_types[o] = typ
+                obs_profiles[o] = ColumnProfile.of(vals)
+
+    conf = [[0.0] * len(rest_o) for _ in rest_e]
+    evid: list[list[dict[str, float]]] = [[{} for _ in rest_o] for _ in rest_e]
+    for i, e in enumerate(rest_e):
+        prev = previous_profiles.get(e)
+        declared = str(expected[e])
+        # the previous load's profile knows the real type even when the declared one is "string"
+        ref_type = prev.type if prev is not None else (declared if declared not in ("string", "") else None)
+        for j, o in enumerate(rest_o):
+            name = scorer.similarity(e, o)
+            ev = {"name": round(name, 3)}
+            logit = _logit(name)
+            if ref_type is not None and o in obs_types:
+                aff = _type_affinity(ref_type, obs_types[o])
+                ev["type"] = aff
+                logit += 0.4 if aff >= 1 else 0.0 if aff >= 0.7 else -1.0 if aff >= 0.3 else -2.5
+            if prev is not None and o in obs_profiles:
+                ps = profile_similarity(prev, obs_profiles[o])
+                ev["profile"] = round(ps, 3)
+                logit += max(-1.5, min(1.2, (ps - 0.6) * 3.0))
+            conf[i][j] = round(_sigmoid(logit), 3)
+            evid[i][j] = ev
+
+    # 4. global assignment on log-odds weights: maximising the summed log-odds is the most likely
+    # joint assignment, and (unlike summed confidences) never trades one sure pair for two weak ones
+    floor = min(ASSIGN_FLOOR, suggest_threshold)
+    base = _logit(floor)
+    weights = [[(_logit(c) - base + 1e-6) if c >= floor else 0.0 for c in row] for row in conf]
+    chosen = dict(_assign(weights))
+
+    results: dict[str, ColumnMapping] = dict(fixed)
+    for i, e in enumerate(rest_e):
+        order = sorted(range(len(rest_o)), key=lambda j: (-conf[i][j], j))
+        candidates = [(rest_o[j], conf[i][j]) for j in order[:3]]
+        j = chosen.get(i)
+        if j is None:
+            best = order[0] if order else None
+            c = conf[i][best] if best is not None else 0.0
+            ev = dict(evid[i][best]) if best is not None else {}
+            # its best candidate went to a column that fits it better: nothing to suggest here
+            c = min(c, round(suggest_threshold - 0.001, 3))
+            results[e] = ColumnMapping(e, None, max(c, 0.0), "unmapped", ev, candidates)
+            continue
+        c, ev = conf[i][j], dict(evid[i][j])
+        decision = "suggested"
+        if c >= auto_map_threshold:
+            regret = _regret(weights, i, j)
+            ev["margin"] = round(regret, 3)
+            if ev["name"] >= AUTO_NAME_FLOOR and regret >= AUTO_MARGIN:
+                decision = "auto_mapped"
+            else:
+                # ambiguous or resting on values alone: report it below the auto threshold so the
+                # number the user sees agrees with what was done
+                c = min(c, round(auto_map_threshold - 0.01, 3))
+        if decision == "suggested" and c < suggest_threshold:
+            results[e] = ColumnMapping(e, None, c, "unmapped", ev, candidates)
+            continue
+        results[e] = ColumnMapping(e, rest_o[j], c, decision, ev, candidates)
+
+    mappings = [results[e] for e in exp_names]
+    applied_obs = {m.observed for m in mappings if m.applied}
+    type_changes = []
+    for m in mappings:
+        if m.applied and m.observed in obs_types:
+            exp_t = str(expected[m.expected])  # type: ignore[index]
+            obs_t = obs_types[m.observed]
+            if exp_t in TYPES and not _coercible(exp_t, obs_t):
+                type_changes.append({"column": m.expected, "expected": exp_t, "observed": obs_t})
+    return DriftReport(
+        mappings=mappings,
+        added=[o for o in obs_names if o not in applied_obs],
+        removed=[m.expected for m in mappings if not m.applied],  # type: ignore[misc]
+        type_changes=type_changes,
+    )
