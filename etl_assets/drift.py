@@ -39,6 +39,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 from rapidfuzz import fuzz
 
 __all__ = [
@@ -186,7 +187,9 @@ _DROPPABLE_CANON = {_canon(t) for t in _DROPPABLE}
 
 
 def _is_droppable(tok: str) -> bool:
-    return tok in _DROPPABLE_CANON or tok.isdigit()
+    # "#01" marks a leading ordinal group prefix ("01 - Rental Details ..."); other digits are
+    # identity ("address_1" vs "address_2") and are never dropped
+    return tok in _DROPPABLE_CANON or tok.startswith("#")
 
 
 def _split_compound(tok: str, vocab: set[str]) -> list[str]:
@@ -256,6 +259,8 @@ class _NameScorer:
         if cached is not None:
             return cached
         raw = [t for t in norm.split("_") if t]
+        if len(raw) > 1 and raw[0].isdigit():
+            raw[0] = "#" + raw[0]
         pieces: list[str] = []
         for t in raw:
             pieces.extend(_split_compound(t, self._vocab))
@@ -655,78 +660,97 @@ class DriftReport:
 # --------------------------------------------------------------------------------------------------
 
 
-def _assign(weights: list[list[float]]) -> list[tuple[int, int]]:
-    """Maximum-weight assignment (Hungarian algorithm, O(n^3)) on a rectangular matrix of
-    non-negative weights. Returns (row, col) pairs with weight > 0."""
-    n = len(weights)
-    m = len(weights[0]) if n else 0
-    if n == 0 or m == 0:
-        return []
-    transposed = n > m
-    w = [list(col) for col in zip(*weights)] if transposed else weights
-    n, m = len(w), len(w[0])
-    inf = float("inf")
-    u = [0.0] * (n + 1)
-    v = [0.0] * (m + 1)
-    p = [0] * (m + 1)  # p[j]: row assigned to column j (1-based, 0 = none)
-    way = [0] * (m + 1)
+class _Assignment:
+    """Maximum-weight matching between rows and columns of a non-negative weight matrix (a pair
+    of weight 0 is "no match"), by the Hungarian algorithm with numpy-vectorised inner loops.
+
+    Keeps the LP dual potentials, which give a cheap, sound lower bound on a pair's regret.
+    """
+
+    def __init__(self, weights: list[list[float]]):
+        n = len(weights)
+        m = len(weights[0]) if n else 0
+        self.n, self.m = n, m
+        self.transposed = n > m
+        w = np.asarray(weights, dtype=float).reshape(n, m)
+        if self.transposed:
+            w = w.T
+        rows = w.shape[0]
+        # one zero-cost dummy column per row: any row may stay unmatched, so the dual potentials
+        # describe the "partial matching" problem we actually solve
+        self.cost = np.hstack([-w, np.zeros((rows, rows))]) if rows else np.zeros((0, 0))
+        self.u, self.v, self.p = _hungarian_min(self.cost)
+        pairs = []
+        for j in range(1, w.shape[1] + 1):
+            r = int(self.p[j])
+            if r and w[r - 1, j - 1] > 0:
+                pairs.append((r - 1, j - 1))
+        self.pairs = [(b, a) for a, b in pairs] if self.transposed else pairs
+        self.total = float(sum(weights[i][j] for i, j in self.pairs))
+
+    def regret_lower_bound(self, i: int, j: int) -> float:
+        """A lower bound on (best total) - (best total without pair (i, j)), for a matched pair.
+
+        Forbidding the pair leaves the dual feasible; row i's potential can then rise by its
+        smallest slack on the other columns (dummy included) and column j's by its smallest slack
+        on the other rows (and up to 0), at most w_ij together. Every unit gained is a unit the
+        best alternative assignment must lose, so the bound is never optimistic.
+        """
+        r, c = (j, i) if self.transposed else (i, j)
+        a, u, v = self.cost, self.u, self.v
+        row_slack = a[r] - u[r + 1] - v[1:]
+        row_slack[c] = np.inf
+        col_slack = a[:, c] - u[1:] - v[c + 1]
+        col_slack[r] = np.inf
+        d_row = float(row_slack.min()) if row_slack.size else 0.0
+        d_col = min(float(-v[c + 1]), float(col_slack.min()) if col_slack.size else np.inf)
+        return max(0.0, min(d_row + d_col, float(-a[r, c])))
+
+
+def _hungarian_min(a: "np.ndarray") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+    """Min-cost assignment of every row of an n x m cost matrix (n <= m) to a distinct column.
+    Returns potentials u (rows, 1-based), v (columns, 1-based) and p[j] = row matched to column j."""
+    n, m = a.shape
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, dtype=int)
+    way = np.zeros(m + 1, dtype=int)
     for i in range(1, n + 1):
         p[0] = i
         j0 = 0
-        minv = [inf] * (m + 1)
-        used = [False] * (m + 1)
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
         while True:
             used[j0] = True
-            i0, delta, j1 = p[j0], inf, 0
-            row = w[i0 - 1]
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = -row[j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j], way[j] = cur, j0
-                    if minv[j] < delta:
-                        delta, j1 = minv[j], j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
+            i0 = p[j0]
+            free = ~used
+            cur = np.empty(m + 1)
+            cur[0] = np.inf
+            cur[1:] = a[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv)
+            minv[better] = cur[better]
+            way[better] = j0
+            masked = np.where(free, minv, np.inf)
+            j1 = int(np.argmin(masked))
+            delta = masked[j1]
+            u[p[used]] += delta  # rows of used columns are distinct
+            v[used] -= delta
+            minv[free] -= delta
             j0 = j1
             if p[j0] == 0:
                 break
-        while True:
+        while j0:
             j1 = way[j0]
             p[j0] = p[j1]
             j0 = j1
-            if j0 == 0:
-                break
-    pairs = [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] and w[p[j] - 1][j - 1] > 0]
-    return [(j, i) for i, j in pairs] if transposed else pairs
+    return u, v, p
 
 
-def _component(weights: list[list[float]], i0: int) -> tuple[list[int], list[int]]:
-    """Rows and columns connected to row i0 through positive weights (a regret only depends on
-    them, which keeps the regret computation small on wide headers)."""
-    rows, cols = {i0}, set()
-    frontier_rows = [i0]
-    while frontier_rows:
-        new_cols = {j for i in frontier_rows for j, x in enumerate(weights[i]) if x > 0} - cols
-        cols |= new_cols
-        new_rows = {i for j in new_cols for i in range(len(weights)) if weights[i][j] > 0} - rows
-        rows |= new_rows
-        frontier_rows = list(new_rows)
-    return sorted(rows), sorted(cols)
-
-
-def _regret(weights: list[list[float]], i: int, j: int) -> float:
-    """How much total weight the best assignment loses when pair (i, j) is forbidden."""
-    rows, cols = _component(weights, i)
-    sub = [[weights[r][c] for c in cols] for r in rows]
-    best = sum(sub[a][b] for a, b in _assign(sub))
-    sub[rows.index(i)][cols.index(j)] = 0.0
-    without = sum(sub[a][b] for a, b in _assign(sub))
-    return best - without
+def _exact_regret(weights: list[list[float]], i: int, j: int, best: float) -> float:
+    """(best total) - (best total without pair (i, j)), by solving again."""
+    sub = [row[:] for row in weights]
+    sub[i][j] = 0.0
+    return best - _Assignment(sub).total
 
 
 def _logit(p: float) -> float:
@@ -844,7 +868,11 @@ def detect_drift(
     floor = min(ASSIGN_FLOOR, suggest_threshold)
     base = _logit(floor)
     weights = [[(_logit(c) - base + 1e-6) if c >= floor else 0.0 for c in row] for row in conf]
-    chosen = dict(_assign(weights))
+    solved = _Assignment(weights)
+    chosen = dict(solved.pairs)
+    # exact regrets are cheap on small matrices; on wide ones the dual bound alone decides, which
+    # can only err towards "suggested"
+    exact_ok = len(rest_e) * len(rest_o) <= 1600
 
     results: dict[str, ColumnMapping] = dict(fixed)
     for i, e in enumerate(rest_e):
@@ -862,7 +890,9 @@ def detect_drift(
         c, ev = conf[i][j], dict(evid[i][j])
         decision = "suggested"
         if c >= auto_map_threshold:
-            regret = _regret(weights, i, j)
+            regret = solved.regret_lower_bound(i, j)
+            if regret < AUTO_MARGIN and exact_ok:
+                regret = _exact_regret(weights, i, j, solved.total)
             ev["margin"] = round(regret, 3)
             if ev["name"] >= AUTO_NAME_FLOOR and regret >= AUTO_MARGIN:
                 decision = "auto_mapped"

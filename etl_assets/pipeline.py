@@ -89,7 +89,7 @@ class Ingest:
 
     def _resolve_schema(self, frame: pd.DataFrame) -> dict[str, str]:
         if self.schema is None:
-            self.schema = self.wh.pinned_schema(self.spec.table_name)
+            self.schema = self.wh.pinned_schema(self.spec.name, self.spec.table_name)
             if self.schema is None:
                 self.schema = infer_schema(frame)
                 log.info("source %s: inferred and pinned schema %s", self.spec.name, self.schema)
@@ -159,7 +159,8 @@ class Ingest:
             rows, quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
         quarantined += _rejected_rows(batch)
         result = self.wh.load(source=spec.name, table=table, key=self.key, rows=rows, quarantined=quarantined,
-                              position=batch.position, run_id=self.run_id, location=batch.location)
+                              position=batch.position, run_id=self.run_id, location=batch.location,
+                              schema=self.schema)
         stats.batches += 1
         stats.processed += len(frame) + len(batch.rejected)
         stats.inserted += result.inserted

@@ -69,6 +69,13 @@ schema_drift = sa.Table(
     sa.Column("decision", sa.Text, nullable=False),
     sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
 )
+schemas = sa.Table(
+    "etl_schemas", metadata,  # the schema each source's table was created with: declared, or inferred and pinned
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("table_name", sa.Text, nullable=False),
+    sa.Column("columns", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
 SYSTEM_TABLES = tuple(metadata.tables)
 
 
@@ -144,8 +151,12 @@ class Warehouse:
         self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------------------------------
-    def pinned_schema(self, table: str) -> dict[str, str] | None:
-        """The data columns of an existing table: an inferred schema, pinned by the first load."""
+    def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
+        """The schema pinned by the source's first load; for a table made elsewhere, its reflected columns."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(schemas.c.columns).where(schemas.c.source == source)).scalar()
+        if raw:
+            return json.loads(raw)
         insp = sa.inspect(self.engine)
         if not insp.has_table(table):
             return None
@@ -183,17 +194,15 @@ class Warehouse:
             raw = conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.source == source)).scalar()
         return json.loads(raw) if raw else None
 
-    def _upsert_checkpoint(self, conn: sa.Connection, source: str, position: dict, run_id: str) -> None:
-        values = {"source": source, "position": json.dumps(position, sort_keys=True, default=str),
-                  "run_id": run_id, "updated_at": datetime.now(UTC)}
-        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(checkpoints).values(**values)
-        conn.execute(ins.on_conflict_do_update(index_elements=["source"],
-                                               set_={k: v for k, v in values.items() if k != "source"}))
+    def _upsert(self, conn: sa.Connection, table: sa.Table, keys: list[str], values: dict[str, Any]) -> None:
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table).values(**values)
+        conn.execute(ins.on_conflict_do_update(index_elements=keys,
+                                               set_={k: v for k, v in values.items() if k not in keys}))
 
     # -- load -----------------------------------------------------------------------------------------------
     def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
-             position: dict, run_id: str, location: str) -> LoadResult:
-        """Upsert rows, record quarantined rows and move the checkpoint, all in one transaction."""
+             position: dict, run_id: str, location: str, schema: dict[str, str] | None = None) -> LoadResult:
+        """Upsert rows, record quarantined rows and move the checkpoint (and pin the schema): one transaction."""
         result = LoadResult(quarantined=len(quarantined))
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
@@ -205,7 +214,12 @@ class Warehouse:
             if quarantined:
                 conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id, "quarantined_at": now}
                                                    for q in quarantined])
-            self._upsert_checkpoint(conn, source, position, run_id)
+            self._upsert(conn, checkpoints, ["source"], {
+                "source": source, "position": json.dumps(position, sort_keys=True, default=str), "run_id": run_id,
+                "updated_at": now})
+            if schema is not None and table is not None:
+                self._upsert(conn, schemas, ["source"], {"source": source, "table_name": table.name,
+                                                         "columns": json.dumps(schema), "updated_at": now})
         return result
 
     def _set_clause(self, table: sa.Table, key: list[str], cols: list[str], excluded: str) -> tuple[str, str]:
@@ -259,11 +273,8 @@ class Warehouse:
 
     # -- runs and stats -------------------------------------------------------------------------------------
     def record_run(self, **values: Any) -> None:
-        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(runs).values(**values)
         with self.engine.begin() as conn:
-            conn.execute(ins.on_conflict_do_update(
-                index_elements=["run_id", "source"],
-                set_={k: v for k, v in values.items() if k not in ("run_id", "source")}))
+            self._upsert(conn, runs, ["run_id", "source"], values)
 
     def row_count(self, table: str) -> int:
         if not sa.inspect(self.engine).has_table(table):
