@@ -33,11 +33,11 @@ import math
 import numbers
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -78,6 +78,7 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # "RateCode" -> "Rate_C
 _WORD = re.compile(r"[^\W_]+")  # runs of unicode letters/digits; everything else separates
 
 
+@lru_cache(maxsize=16384)
 def normalize_name(name: str) -> str:
     """Canonical snake_case token string of a column name.
 
@@ -354,7 +355,8 @@ def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:
 _NULL_STRINGS = {"", "nan", "null", "none", "n/a", "na", "nat", "#n/a"}
 _BOOL_STRINGS = {"true", "false", "t", "f", "yes", "no"}
 _INT_RE = re.compile(r"[+-]?(?:0|[1-9]\d*)")  # leading zeros ("00501") mark identifiers: string
-_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+# bare digit runs are integers (or, with leading zeros, identifiers), never floats
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?=[eE]))(?:[eE][+-]?\d+)?")
 _ISO_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
 _US_DATE_RE = re.compile(
     r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*[AaPp][Mm])?)?"
@@ -465,8 +467,10 @@ def _type_affinity(a: str, b: str) -> float:
     pair = {a, b}
     if pair in ({"integer", "float"}, {"date", "timestamp"}):
         return 0.7
-    if pair == {"boolean", "integer"} or "string" in pair:
+    if pair == {"boolean", "integer"}:
         return 0.3
+    if "string" in pair:
+        return 0.2  # text where numbers/dates were expected (or the reverse): likely another column
     return 0.0
 
 
@@ -489,7 +493,7 @@ class ColumnProfile:
     numeric_max: float | None = None
 
     @classmethod
-    def of(cls, values: Sequence[object]) -> "ColumnProfile":
+    def of(cls, values: Sequence[object]) -> ColumnProfile:
         values = list(values)
         present = [v for v in values if not _is_missing(v)]
         typ = infer_type(present)
@@ -526,7 +530,7 @@ class ColumnProfile:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, object]) -> "ColumnProfile":
+    def from_json(cls, d: Mapping[str, object]) -> ColumnProfile:
         def opt(x: object) -> float | None:
             return None if x is None else float(x)  # type: ignore[arg-type]
 
@@ -672,6 +676,10 @@ class _Assignment:
         m = len(weights[0]) if n else 0
         self.n, self.m = n, m
         self.transposed = n > m
+        if n == 0 or m == 0:  # nothing to match on one side
+            self.pairs, self.total = [], 0.0
+            self.cost, self.u, self.v, self.p = np.zeros((0, 0)), np.zeros(1), np.zeros(1), np.zeros(1, dtype=int)
+            return
         w = np.asarray(weights, dtype=float).reshape(n, m)
         if self.transposed:
             w = w.T
@@ -707,7 +715,7 @@ class _Assignment:
         return max(0.0, min(d_row + d_col, float(-a[r, c])))
 
 
-def _hungarian_min(a: "np.ndarray") -> tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+def _hungarian_min(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Min-cost assignment of every row of an n x m cost matrix (n <= m) to a distinct column.
     Returns potentials u (rows, 1-based), v (columns, 1-based) and p[j] = row matched to column j."""
     n, m = a.shape
@@ -847,7 +855,7 @@ def detect_drift(
         prev = previous_profiles.get(e)
         declared = str(expected[e])
         # the previous load's profile knows the real type even when the declared one is "string"
-        ref_type = prev.type if prev is not None else (declared if declared not in ("string", "") else None)
+        ref_type = prev.type if prev is not None else (declared if declared in TYPES and declared != "string" else None)
         for j, o in enumerate(rest_o):
             name = scorer.similarity(e, o)
             ev = {"name": round(name, 3)}
