@@ -35,7 +35,7 @@ def test_job_execute_with_postgres_storage_lands_rows_and_reruns_insert_nothing(
            "DAGSTER_PG_USER": info.get("user", "postgres"), "DAGSTER_PG_PASSWORD": info.get("password", ""),
            "DAGSTER_PG_DB": info["dbname"]}
     try:
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             res = subprocess.run([DAGSTER, "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_all"],
                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
             assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
