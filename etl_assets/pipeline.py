@@ -19,7 +19,9 @@ import pandas as pd
 from .config import CsvSource
 from .errors import SourceError
 from .extract import Batch, make_extractor
-from .schema import coerce, infer_schema
+from .drift import DriftReport
+from .reconcile import DriftBlocked, Reconciler
+from .schema import coerce
 from .warehouse import ROW_ID, Warehouse
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,17 @@ class IngestStats:
     duration_seconds: float = 0.0
     checkpoint: dict[str, Any] | None = None
     schema: dict[str, str] = field(default_factory=dict)
+    drift: list[DriftReport] = field(default_factory=list)  # one report per distinct header seen this run
+    drift_events: int = 0
+    duplicate_keys: int = 0  # rows whose key repeated within a batch (the last one wins)
 
     @property
     def unchanged(self) -> int:
         return self.processed - self.failed - self.inserted - self.updated
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "unchanged": self.unchanged}
+        out = {k: v for k, v in asdict(self).items() if k != "drift"}
+        return {**out, "unchanged": self.unchanged}
 
 
 def column_name(raw: Any) -> str:
@@ -83,34 +89,9 @@ class Ingest:
                  on_batch: Callable[[IngestStats], None] | None = None):
         self.spec, self.wh, self.run_id, self.on_batch = spec, warehouse, run_id, on_batch
         self.key = list(spec.primary_key or [ROW_ID])
-        self.schema: dict[str, str] | None = dict(spec.columns) if spec.columns else None
+        self.reconciler: Reconciler | None = None
         location = spec.path if isinstance(spec, CsvSource) else spec.url
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
-
-    def _resolve_schema(self, frame: pd.DataFrame) -> dict[str, str]:
-        if self.schema is None:
-            self.schema = self.wh.pinned_schema(self.spec.name, self.spec.table_name)
-            if self.schema is None:
-                self.schema = infer_schema(frame)
-                log.info("source %s: inferred and pinned schema %s", self.spec.name, self.schema)
-        observed = [c for c in frame.columns]
-        missing = [c for c in self.schema if c not in observed and c in (self.spec.columns or {})]
-        if missing and len(frame.columns):
-            raise SourceError(self.spec.name, f"{self.stats.location}", f"expected column(s) {missing} missing "
-                              f"from the data (got {observed[:20]})",
-                              "map the new names in `column_map` or fix `columns`")
-        extra = [c for c in observed if c not in self.schema]
-        if extra:
-            policy = self.spec.drift.on_new_column
-            if policy == "fail":
-                raise SourceError(self.spec.name, self.stats.location, f"new column(s) {extra}",
-                                  "add them to `columns` or set drift.on_new_column: evolve")
-            if policy == "evolve":
-                added = infer_schema(frame[extra])
-                log.warning("source %s: new column(s) %s added to table %s", self.spec.name, added,
-                            self.spec.table_name)
-                self.schema = {**self.schema, **added}
-        return self.schema
 
     def run(self) -> IngestStats:
         spec, stats = self.spec, self.stats
@@ -120,11 +101,16 @@ class Ingest:
                            started_at=started_at)
         try:
             extractor = make_extractor(spec)
+            self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
             checkpoint = self.wh.checkpoint(spec.name)
             stats.checkpoint = checkpoint
             for batch in extractor.batches(checkpoint):
                 self._land(batch)
             status, error = "success", None
+        except DriftBlocked as exc:
+            status, error = "failure", str(exc)
+            self.wh.record_drift(spec.name, self.run_id, self.reconciler._events(exc.report))
+            raise
         except Exception as exc:
             status, error = "failure", str(exc)
             raise
@@ -148,26 +134,36 @@ class Ingest:
         if dup:
             raise SourceError(spec.name, batch.location, f"duplicate column names {dup}",
                               "rename the columns in the source or use `column_map`")
-        table, rows, quarantined = None, pd.DataFrame(), []
+        table, rows, quarantined, events = None, pd.DataFrame(), [], []
+        rec = self.reconciler
         if len(frame.columns):
-            schema = self._resolve_schema(frame)
+            fit = rec.reconcile(frame, batch.location)
+            frame, events = fit.frame, fit.events
+            schema = dict(rec.schema)
             table = self.wh.ensure_table(spec.table_name, schema, self.key)
             if self.key == [ROW_ID]:
                 frame = frame.assign(**{ROW_ID: _row_ids(batch)})
                 schema = {ROW_ID: "string", **schema}
-            coerced = coerce(frame, schema, self.key)
-            rows, quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
+            if fit.blocked:  # drift.on_missing_required: quarantine - the whole batch, with the reason
+                bad = frame.assign(_reason=fit.blocked)
+                quarantined = _quarantine_rows(batch, bad)
+            else:
+                coerced = coerce(frame, schema, self.key)
+                rows, quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
+                stats.duplicate_keys += int(rows.duplicated(subset=self.key).sum())
         quarantined += _rejected_rows(batch)
         result = self.wh.load(source=spec.name, table=table, key=self.key, rows=rows, quarantined=quarantined,
                               position=batch.position, run_id=self.run_id, location=batch.location,
-                              schema=self.schema)
+                              schema=rec.state(), drift_events=events)
+        stats.drift_events += len(events)
         stats.batches += 1
         stats.processed += len(frame) + len(batch.rejected)
         stats.inserted += result.inserted
         stats.updated += result.updated
         stats.failed += result.quarantined
         stats.checkpoint = batch.position
-        stats.schema = dict(self.schema or {})
+        stats.schema = dict(rec.schema or {})
+        stats.drift = [r for _, r in rec.reports.values()]
         if result.quarantined:
             log.warning("source %s: %d row(s) of %s quarantined, first: %s", spec.name, result.quarantined,
                         batch.location, quarantined[0]["reason"])

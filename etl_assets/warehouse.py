@@ -19,6 +19,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .reconcile import SchemaState
+
 log = logging.getLogger(__name__)
 
 LINEAGE = {"_etl_run_id": "string", "_etl_loaded_at": "timestamp", "_etl_source": "string"}
@@ -74,6 +76,8 @@ schemas = sa.Table(
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("table_name", sa.Text, nullable=False),
     sa.Column("columns", sa.Text, nullable=False),
+    sa.Column("accepted", sa.Text),  # renames applied before (observed -> expected): they do not alert again
+    sa.Column("profiles", sa.Text),  # value profile per column from the last load, evidence for rename matching
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 SYSTEM_TABLES = tuple(metadata.tables)
@@ -151,17 +155,21 @@ class Warehouse:
         self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------------------------------
-    def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
+    def schema_state(self, source: str, table: str) -> SchemaState:
         """The schema pinned by the source's first load; for a table made elsewhere, its reflected columns."""
         with self.engine.connect() as conn:
-            raw = conn.execute(sa.select(schemas.c.columns).where(schemas.c.source == source)).scalar()
-        if raw:
-            return json.loads(raw)
+            row = conn.execute(sa.select(schemas.c.columns, schemas.c.accepted, schemas.c.profiles)
+                               .where(schemas.c.source == source)).first()
+        if row:
+            return SchemaState(json.loads(row[0]), json.loads(row[1] or "{}"), json.loads(row[2] or "{}"))
         insp = sa.inspect(self.engine)
         if not insp.has_table(table):
-            return None
-        return {c["name"]: kind_of(c["type"]) for c in insp.get_columns(table)
-                if c["name"] not in LINEAGE and c["name"] != ROW_ID}
+            return SchemaState()
+        return SchemaState({c["name"]: kind_of(c["type"]) for c in insp.get_columns(table)
+                            if c["name"] not in LINEAGE and c["name"] != ROW_ID})
+
+    def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
+        return self.schema_state(source, table).columns
 
     def ensure_table(self, name: str, schema: dict[str, str], key: list[str]) -> sa.Table:
         """Create the table, or add the schema's columns it lacks (schema evolution only ever adds)."""
@@ -201,8 +209,9 @@ class Warehouse:
 
     # -- load -----------------------------------------------------------------------------------------------
     def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
-             position: dict, run_id: str, location: str, schema: dict[str, str] | None = None) -> LoadResult:
-        """Upsert rows, record quarantined rows and move the checkpoint (and pin the schema): one transaction."""
+             position: dict, run_id: str, location: str, schema: SchemaState | None = None,
+             drift_events: list[dict] | None = None) -> LoadResult:
+        """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction."""
         result = LoadResult(quarantined=len(quarantined))
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
@@ -217,10 +226,23 @@ class Warehouse:
             self._upsert(conn, checkpoints, ["source"], {
                 "source": source, "position": json.dumps(position, sort_keys=True, default=str), "run_id": run_id,
                 "updated_at": now})
-            if schema is not None and table is not None:
-                self._upsert(conn, schemas, ["source"], {"source": source, "table_name": table.name,
-                                                         "columns": json.dumps(schema), "updated_at": now})
+            if schema is not None and schema.columns and table is not None:
+                self._upsert(conn, schemas, ["source"], {
+                    "source": source, "table_name": table.name, "columns": json.dumps(schema.columns),
+                    "accepted": json.dumps(schema.accepted), "profiles": json.dumps(schema.profiles),
+                    "updated_at": now})
+            if drift_events:
+                self._record_drift(conn, source, run_id, drift_events, now)
         return result
+
+    def _record_drift(self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime) -> None:
+        conn.execute(schema_drift.insert(), [{**e, "source": source, "run_id": run_id, "detected_at": now}
+                                             for e in events])
+
+    def record_drift(self, source: str, run_id: str, events: list[dict]) -> None:
+        """Drift that stopped a load: recorded on its own, the batch itself was not loaded."""
+        with self.engine.begin() as conn:
+            self._record_drift(conn, source, run_id, events, datetime.now(UTC))
 
     def _set_clause(self, table: sa.Table, key: list[str], cols: list[str], excluded: str) -> tuple[str, str]:
         q, t = self.q, self.q(table.name)
