@@ -23,6 +23,69 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_file(spec, path: str, rows: int = 1000):
+    """Header and first rows of a CSV (the source's dialect detection) or a JSON file of records."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .extract.pagination import dig
+
+    if path.lower().endswith(".json"):
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        records = dig(body, getattr(spec, "records_path", "") or "")
+        return pd.json_normalize(records[:rows] if isinstance(records, list) else [records], sep="__")
+    from .config import CsvSource
+    from .extract.csv import CsvExtractor
+
+    csv_spec = spec if isinstance(spec, CsvSource) else CsvSource(name=spec.name, kind="csv", path=path)
+    encoding, delimiter = CsvExtractor(csv_spec).dialect(Path(path))
+    return pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
+                       nrows=rows, on_bad_lines="skip")
+
+
+def cmd_drift_check(args: argparse.Namespace) -> int:
+    """Exit 0: nothing would block the load; 1: the load would be stopped; 2: usage or read error."""
+    import json
+
+    from .pipeline import column_name
+    from .reconcile import Reconciler, blocks
+
+    try:
+        specs = load_sources(args.sources)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.source not in specs:
+        print(f"unknown source '{args.source}'; sources: {', '.join(specs)}", file=sys.stderr)
+        return 2
+    spec = specs[args.source]
+    try:
+        frame = sample_file(spec, args.file)
+    except Exception as exc:  # unreadable for any reason: a usage error, said in one line
+        print(f"source '{spec.name}': file {args.file}: cannot read: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
+    frame = frame.rename(columns={c: column_name(c) for c in frame.columns})
+    state = None
+    if not spec.columns:  # the pinned schema lives in the warehouse
+        from .warehouse import Warehouse
+
+        state = Warehouse(args.url).schema_state(spec.name, spec.table_name)
+    rec = Reconciler(spec, state)
+    if rec.schema is None:
+        print(f"source '{spec.name}': no expected schema yet; the first load pins the inferred one", file=sys.stderr)
+        return 0
+    report = rec.report(frame)
+    why = blocks(spec, report)
+    if args.json:
+        print(json.dumps(report.to_json(spec.name), indent=2))
+    else:
+        print(report.markdown())
+        print(("BLOCKED: " + "; ".join(why)) if why else "ok: the load would proceed")
+    return 1 if why else 0
+
+
 def cmd_demo_api(args: argparse.Namespace) -> int:
     from .demo_api import serve
 
@@ -56,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check a sources file; exit 0 when valid, 1 otherwise")
     p.add_argument("file", nargs="?", help="sources file (default: $ETL_SOURCES or sources.yaml)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("drift-check", help="compare a file's header with a source's expected schema; loads nothing")
+    p.add_argument("source")
+    p.add_argument("file", help="a CSV file (or a JSON file of records for API sources)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--sources", help="sources file (default: $ETL_SOURCES or sources.yaml)")
+    p.add_argument("--url", help="warehouse URL, for a pinned schema (default: $ETL_WAREHOUSE_URL)")
+    p.set_defaults(func=cmd_drift_check)
 
     p = sub.add_parser("demo-api", help="serve the sample APIs and feed of the shipped sources.yaml")
     p.add_argument("--host", default="127.0.0.1")

@@ -46,6 +46,22 @@ class Reconciled:
     blocked: str | None = None  # a reason to quarantine the whole batch (drift.on_missing_required: quarantine)
 
 
+def required_columns(spec: Any) -> list[str]:
+    """drift.required, else every declared column, else (an inferred schema) the primary key."""
+    if spec.drift.required is not None:
+        return list(spec.drift.required)
+    return list(spec.columns) if spec.columns else list(spec.primary_key or [])
+
+
+def blocks(spec: Any, report: DriftReport) -> list[str]:
+    """Why a batch with this header would not load (empty: it would)."""
+    why = [f"required column '{m.expected}' unmatched" for m in report.missing(required_columns(spec))
+           if spec.drift.on_missing_required == "fail"]
+    if report.added and spec.drift.on_new_column == "fail":
+        why.append(f"new column(s) {report.added}")
+    return why
+
+
 class Reconciler:
     def __init__(self, spec: Any, state: SchemaState | None):
         state = state or SchemaState()
@@ -58,9 +74,7 @@ class Reconciler:
 
     @property
     def required(self) -> list[str]:
-        if self.spec.drift.required is not None:
-            return list(self.spec.drift.required)
-        return list(self.declared) if self.declared else list(self.spec.primary_key or [])
+        return required_columns(self.spec)
 
     def state(self) -> SchemaState:
         return SchemaState(self.schema, self.accepted, {k: p.to_json() for k, p in self.profiles.items()})

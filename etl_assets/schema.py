@@ -152,7 +152,9 @@ def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable
         if missing.any():
             reasons[missing] = f"primary key column '{key}' is empty"
     bad_mask = reasons.notna()
-    good = pd.DataFrame(typed, index=frame.index)[~bad_mask]
+    good = pd.DataFrame(typed, index=frame.index, dtype=object)[~bad_mask]
+    good = good.where(good.notna(), None)  # NaN/NA/NaT -> None: the drivers must see NULL, never 'nan'
+
     bad = frame[bad_mask].copy()
     bad["_reason"] = reasons[bad_mask]
     return Coerced(good=good, bad=bad)

@@ -304,6 +304,24 @@ class Warehouse:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar())
 
+    def duplicate_keys(self, table: str, key: list[str]) -> int:
+        """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
+        cols = ", ".join(self.q(k) for k in key)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
+            )).scalar())
+
+    def null_counts(self, table: str, columns: list[str], run_id: str) -> dict[str, int]:
+        """NULLs per column among the rows the run wrote."""
+        if not columns or not sa.inspect(self.engine).has_table(table):
+            return {c: 0 for c in columns}
+        sums = ", ".join(f"sum(CASE WHEN {self.q(c)} IS NULL THEN 1 ELSE 0 END)" for c in columns)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(f"SELECT {sums} FROM {self.q(table)} WHERE _etl_run_id = :r"),
+                               {"r": run_id}).one()
+        return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
+
     def row_counts(self) -> dict[str, int]:
         names = sorted(sa.inspect(self.engine).get_table_names())
         return {n: self.row_count(n) for n in names}

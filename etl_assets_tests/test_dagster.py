@@ -65,6 +65,11 @@ def test_materialize_all_assets_into_postgres(demo_api, pg_url):
     assert md["events"]["checkpoint"].value == {"next": None, "watermark": "2026-11-25T13:39:00Z"}
     for m in md.values():
         assert {"records_processed", "records_updated", "duration_seconds", "source_location"} <= set(m)
+    events = json.loads((REPO / "examples" / "api" / "events.json").read_text())
+    with Warehouse(pg_url).engine.connect() as c:  # a missing value is NULL, never NaN or 'nan'
+        assert c.exec_driver_sql("SELECT count(*) FROM events WHERE amount IS NULL").scalar() == sum(
+            e["amount"] is None for e in events) > 0
+        assert c.exec_driver_sql("SELECT count(*) FROM events WHERE amount = 'NaN'").scalar() == 0
     counts = Warehouse(pg_url).row_counts()
     assert (counts["orders"], counts["customers"], counts["events"], counts["releases"]) == (199, 60, 90, 12)
     again = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)})

@@ -22,6 +22,8 @@ from dagster import (
 from ..config import CsvSource
 from ..errors import SourceError
 from ..pipeline import IngestStats, ingest
+from ..reconcile import DriftBlocked, required_columns
+from .checks import check_specs, drift_check, table_checks
 from .resources import WarehouseResource
 
 
@@ -50,6 +52,7 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
         "checkpoint": MetadataValue.json(stats.checkpoint or {}),
         "dagster/table_name": stats.table,
         "dagster/row_count": row_count,
+        "drift_events": stats.drift_events,
         "dagster/column_schema": TableSchema(
             columns=[TableColumn(name=c, type=t) for c, t in stats.schema.items()]),
     }
@@ -67,15 +70,22 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
                                  backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
         pool=pool_name(spec.name),
         metadata={"source_location": location, "table": spec.table_name},
+        check_specs=check_specs(spec.name),
     )
-    def _source_asset(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def _source_asset(context: AssetExecutionContext, warehouse: WarehouseResource):
         wh = warehouse.get()
         try:
             stats = ingest(spec, wh, context.run_id)
+        except DriftBlocked as exc:
+            context.log.error(str(exc))
+            yield drift_check([exc.report], blocked=exc.problem)
+            raise Failure(description=str(exc), allow_retries=False) from None
         except SourceError as exc:
             context.log.error(str(exc))
             # Retrying a 404 or a bad file only delays the error; a dropped connection deserves the retry.
             raise Failure(description=str(exc), allow_retries=exc.retryable) from None
-        return MaterializeResult(metadata=materialization_metadata(stats, wh.row_count(spec.table_name), location))
+        yield MaterializeResult(
+            metadata=materialization_metadata(stats, wh.row_count(spec.table_name), location),
+            check_results=[drift_check(stats.drift), *table_checks(spec, stats, wh, required_columns(spec))])
 
     return _source_asset
