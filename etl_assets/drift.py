@@ -352,7 +352,7 @@ def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:
 # Values: types and profiles
 # --------------------------------------------------------------------------------------------------
 
-_NULL_STRINGS = {"", "nan", "null", "none", "n/a", "na", "nat", "#n/a"}
+NULL_STRINGS = frozenset({"", "nan", "null", "none", "n/a", "na", "nat", "#n/a"})  # empty in a typed column
 _BOOL_STRINGS = {"true", "false", "t", "f", "yes", "no"}
 _INT_RE = re.compile(r"[+-]?(?:0|[1-9]\d*)")  # leading zeros ("00501") mark identifiers: string
 # bare digit runs are integers (or, with leading zeros, identifiers), never floats
@@ -368,7 +368,7 @@ def _is_missing(v: object) -> bool:
     if v is None:
         return True
     if isinstance(v, str):
-        return v.strip().casefold() in _NULL_STRINGS
+        return v.strip().casefold() in NULL_STRINGS
     if type(v).__name__ in ("NAType", "NaTType"):
         return True
     if isinstance(v, float):
@@ -420,7 +420,7 @@ def _kind(v: object) -> str:
     return "string"
 
 
-def _infer(values: Iterable[object]) -> tuple[str, int]:
+def _infer(values: Iterable[object], share: float = _TYPE_SHARE) -> tuple[str, int]:
     kinds: dict[str, int] = {}
     n = 0
     for v in values:
@@ -431,7 +431,7 @@ def _infer(values: Iterable[object]) -> tuple[str, int]:
         n += 1
     if n == 0:
         return "string", 0
-    need = _TYPE_SHARE * n
+    need = share * n
     ints, floats = kinds.get("integer", 0), kinds.get("float", 0)
     dates, stamps = kinds.get("date", 0), kinds.get("timestamp", 0)
     if kinds.get("boolean", 0) >= need:
@@ -449,15 +449,15 @@ def _infer(values: Iterable[object]) -> tuple[str, int]:
     return "string", n
 
 
-def infer_type(values: Sequence[object]) -> str:
+def infer_type(values: Sequence[object], share: float = _TYPE_SHARE) -> str:
     """One of :data:`TYPES` for sampled values.
 
     CSV strings count by their content ("12" integer, "1.5" float, "true"/"false" boolean, ISO or
     US-style dates and timestamps, JSON objects/arrays); None, "", NaN and null-like strings are
     ignored; a type is chosen when it covers 95% of the remaining values (coercion quarantines the
-    rest); all-empty gives "string".
+    rest); all-empty gives "string". Pinning a schema asks for share=1.0: every value must fit.
     """
-    return _infer(values)[0]
+    return _infer(values, share)[0]
 
 
 def _type_affinity(a: str, b: str) -> float:

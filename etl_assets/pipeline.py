@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from .config import CsvSource
+from .drift import DriftReport
 from .errors import SourceError
 from .extract import Batch, make_extractor
-from .drift import DriftReport
 from .reconcile import DriftBlocked, Reconciler
 from .schema import coerce
 from .warehouse import ROW_ID, Warehouse

@@ -4,68 +4,30 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-_INT_RE = re.compile(r"^[+-]?\d+$")
-_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+from .drift import NULL_STRINGS, infer_type
+
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
-_BOOL_WORDS = {"true", "false", "t", "f", "yes", "no"}
 
 
 def _is_null(v: object) -> bool:
     return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)) or v == ""
 
 
-def infer_type(values: Iterable[object]) -> str:
-    """The narrowest column type that every non-empty sampled value fits."""
-    kinds = set()
-    for v in values:
-        if _is_null(v):
-            continue
-        if isinstance(v, bool | np.bool_):
-            kinds.add("boolean")
-        elif isinstance(v, int | np.integer):
-            kinds.add("integer")
-        elif isinstance(v, float | np.floating):
-            kinds.add("float")
-        elif isinstance(v, dict | list):
-            kinds.add("json")
-        else:
-            s = str(v).strip()
-            if _INT_RE.match(s) and len(s) < 19 and not (len(s) > 1 and s.lstrip("+-").startswith("0")):
-                kinds.add("integer")  # "007" is an identifier, not a number: keep leading zeros as text
-            elif _FLOAT_RE.match(s):
-                kinds.add("float")
-            elif s.lower() in _BOOL_WORDS:
-                kinds.add("boolean")
-            elif _DATE_RE.match(s):
-                kinds.add("date")
-            elif _TS_RE.match(s):
-                kinds.add("timestamp")
-            else:
-                return "string"
-    if not kinds:
-        return "string"
-    if len(kinds) == 1:
-        return kinds.pop()
-    if kinds <= {"integer", "float"}:
-        return "float"
-    if kinds <= {"date", "timestamp"}:
-        return "timestamp"
-    return "json" if "json" in kinds else "string"
+def _is_null_word(v: object) -> bool:
+    return isinstance(v, str) and v.strip().casefold() in NULL_STRINGS
 
 
 def infer_schema(frame: pd.DataFrame, sample_rows: int = 1000) -> dict[str, str]:
+    """The schema a first load pins: for each column the narrowest type every sampled value fits."""
     head = frame.head(sample_rows)
-    return {str(c): infer_type(head[c].tolist()) for c in frame.columns}
+    return {str(c): infer_type(head[c].tolist(), share=1.0) for c in frame.columns}
 
 
 @dataclass
@@ -86,6 +48,8 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     """Return (typed values as object dtype with None for null, mask of values that failed)."""
     obj = col.astype(object)
     null = obj.map(_is_null).astype(bool)
+    if kind not in ("string", "json"):  # "NA", "null", "n/a" in a typed column mean no value
+        null |= obj.map(_is_null_word).astype(bool)
     if kind == "string":
         return obj.map(_as_text), pd.Series(False, index=col.index)
     if kind in ("integer", "float"):
