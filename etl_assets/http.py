@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,28 +54,49 @@ class SourceHttp:
 
     def __init__(self, source: str, retry: RetrySpec, timeout: float, limiter: RateLimiter | None = None):
         self.source, self.timeout, self.limiter = source, timeout, limiter
+        self.policy_total = retry.max_retries  # attempts beyond the first when a request finally fails
         self.session = make_session(retry)
-        self.requests = 0
+        self.requests = 0  # attempts sent, retries included
+        self.retries = 0
+        self.statuses: dict[str, int] = {}  # final status per logical request: "200", "404", "error"
+        self.seconds = 0.0  # time spent in requests, waits for the rate limit excluded
 
     def get(self, url: str, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
             ok: tuple[int, ...] = (200,)) -> requests.Response:
         if self.limiter is not None:
             self.limiter.acquire()
-        self.requests += 1
+        started = time.monotonic()
         try:
-            resp = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, self.timeout), self.timeout))
-        except requests.exceptions.RetryError as exc:
-            raise SourceError(self.source, f"GET {url}", f"gave up after retries: {exc}",
-                              "the server keeps failing; try later or raise retry.max_retries", retryable=True) from None
-        except requests.exceptions.Timeout:
-            raise SourceError(self.source, f"GET {url}", f"no answer within {self.timeout}s",
-                              "raise timeout_seconds or check the server", retryable=True) from None
-        except requests.exceptions.ConnectionError as exc:
-            raise SourceError(self.source, f"GET {url}", f"cannot connect: {type(exc).__name__}",
-                              "check the URL and that the server is up", retryable=True) from None
+            resp = self._get(url, params, headers)
+        finally:
+            self.seconds += time.monotonic() - started
         if resp.status_code not in ok:
             body = resp.text[:200].replace("\n", " ") if resp.content else ""
             raise SourceError(self.source, f"GET {resp.url}", f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
                               "check the URL, parameters and credentials" if resp.status_code < 500
                               else "the server failed; the step retries", retryable=resp.status_code >= 500)
+        return resp
+
+    def _count(self, status: str, retries: int) -> None:
+        self.requests += 1 + retries
+        self.retries += retries
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def _get(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
+        try:
+            resp = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, self.timeout), self.timeout))
+        except requests.exceptions.RetryError as exc:
+            self._count("error", self.policy_total)
+            raise SourceError(self.source, f"GET {url}", f"gave up after retries: {exc}",
+                              "the server keeps failing; try later or raise retry.max_retries", retryable=True) from None
+        except requests.exceptions.Timeout:
+            self._count("error", self.policy_total)
+            raise SourceError(self.source, f"GET {url}", f"no answer within {self.timeout}s",
+                              "raise timeout_seconds or check the server", retryable=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            self._count("error", self.policy_total)
+            raise SourceError(self.source, f"GET {url}", f"cannot connect: {type(exc).__name__}",
+                              "check the URL and that the server is up", retryable=True) from None
+        history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
+        self._count(str(resp.status_code), len(history))
         return resp

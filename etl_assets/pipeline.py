@@ -47,6 +47,12 @@ class IngestStats:
     drift: list[DriftReport] = field(default_factory=list)  # one report per distinct header seen this run
     drift_events: int = 0
     duplicate_keys: int = 0  # rows whose key repeated within a batch (the last one wins)
+    http_requests: int = 0  # attempts, retries included
+    http_retries: int = 0
+    http_statuses: dict[str, int] = field(default_factory=dict)  # final status per request ("error": none)
+    http_seconds: float = 0.0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
 
     @property
     def unchanged(self) -> int:
@@ -99,6 +105,7 @@ class Ingest:
         started_at = datetime.now(UTC)
         self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status="started",
                            started_at=started_at)
+        extractor = None
         try:
             extractor = make_extractor(spec)
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
@@ -115,6 +122,7 @@ class Ingest:
             status, error = "failure", str(exc)
             raise
         finally:
+            self._http_stats(extractor)
             stats.duration_seconds = round(time.monotonic() - started, 3)
             self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,
                                started_at=started_at, finished_at=datetime.now(UTC),
@@ -123,6 +131,16 @@ class Ingest:
         log.info("source %s: done: %d processed, %d inserted, %d updated, %d quarantined in %.2fs",
                  spec.name, stats.processed, stats.inserted, stats.updated, stats.failed, stats.duration_seconds)
         return stats
+
+    def _http_stats(self, extractor: Any) -> None:
+        http = getattr(extractor, "http", None)
+        if http is None:
+            return
+        s = self.stats
+        s.http_requests, s.http_retries, s.http_statuses = http.requests, http.retries, dict(http.statuses)
+        s.http_seconds = round(http.seconds, 3)
+        if http.limiter is not None:
+            s.rate_limit_waits, s.rate_limit_wait_seconds = http.limiter.waits, round(http.limiter.waited_seconds, 3)
 
     def _land(self, batch: Batch) -> None:
         spec, stats = self.spec, self.stats

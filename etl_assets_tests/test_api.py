@@ -169,15 +169,19 @@ def test_retries_503_with_retry_after_then_succeeds(server):
         return Reply(503, {"error": "busy"}, {"Retry-After": "1"}) if len(calls) < 2 else Reply(body=ITEMS[:3])
 
     url = server.route("/items", route)
-    assert ids(ApiExtractor(api(url))) == [1, 2, 3]
+    ex = ApiExtractor(api(url))
+    assert ids(ex) == [1, 2, 3]
     assert len(calls) == 2 and calls[1] - calls[0] >= 0.95  # Retry-After honoured
+    assert (ex.http.requests, ex.http.retries, ex.http.statuses) == (2, 1, {"200": 1})
 
 
 def test_gives_up_after_retry_budget(server):
     url = server.route("/items", lambda r: Reply(500, {"error": "boom"}))
+    ex = ApiExtractor(api(url, retry={"max_retries": 2, "delay_seconds": 0.01}))
     with pytest.raises(SourceError) as err:
-        list(ApiExtractor(api(url, retry={"max_retries": 2, "delay_seconds": 0.01})).batches(None))
+        list(ex.batches(None))
     assert len(server.hits("/items")) == 3 and err.value.retryable
+    assert (ex.http.requests, ex.http.retries, ex.http.statuses) == (3, 2, {"500": 1})
 
 
 def test_nested_records_flattened_and_rate_limit_respected(server, warehouse):
@@ -186,7 +190,7 @@ def test_nested_records_flattened_and_rate_limit_respected(server, warehouse):
         {"id": 2, "address": {"city": "Wisokyburgh", "geo": {"lat": "-43.9509"}}, "tags": []}]))
     s = ApiSource(name="users", kind="api", url=url, primary_key=["id"], rate_limit={"calls": 2, "period_seconds": 1})
     stats = ingest(s, warehouse, "r1")
-    assert stats.inserted == 2
+    assert stats.inserted == 2 and (stats.http_requests, stats.http_statuses) == (1, {"200": 1})
     assert warehouse.pinned_schema("users", "users") == {"id": "integer", "tags": "json", "address__city": "string",
                                                 "address__geo__lat": "float"}
     again = ingest(s, warehouse, "r2")

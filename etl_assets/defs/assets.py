@@ -53,6 +53,11 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
         "dagster/table_name": stats.table,
         "dagster/row_count": row_count,
         "drift_events": stats.drift_events,
+        "http_requests": stats.http_requests,
+        "http_retries": stats.http_retries,
+        "http_statuses": MetadataValue.json(stats.http_statuses),
+        "rate_limit_waits": stats.rate_limit_waits,
+        "rate_limit_wait_seconds": MetadataValue.float(float(stats.rate_limit_wait_seconds)),
         "dagster/column_schema": TableSchema(
             columns=[TableColumn(name=c, type=t) for c, t in stats.schema.items()]),
     }
