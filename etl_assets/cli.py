@@ -23,6 +23,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Run sources through the ingest loop without Dagster (scripts, benchmarks, debugging)."""
+    import uuid
+
+    from .errors import SourceError
+    from .pipeline import ingest
+    from .warehouse import Warehouse
+
+    try:
+        specs = load_sources(args.sources)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    unknown = [n for n in args.source if n not in specs]
+    if unknown:
+        print(f"unknown source(s) {unknown}; sources: {', '.join(specs)}", file=sys.stderr)
+        return 2
+    wh = Warehouse(args.url)
+    run_id = args.run_id or f"cli-{uuid.uuid4()}"
+    for name in args.source or list(specs):
+        try:
+            stats = ingest(specs[name], wh, run_id)
+        except SourceError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(f"{name}: {stats.processed} processed, {stats.inserted} inserted, {stats.updated} updated, "
+              f"{stats.failed} quarantined in {stats.duration_seconds:.2f}s", flush=True)
+    return 0
+
+
 def sample_file(spec, path: str, rows: int = 1000):
     """Header and first rows of a CSV (the source's dialect detection) or a JSON file of records."""
     import json
@@ -100,6 +130,14 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .observability.server import serve
+
+    print(f"etl-assets serve on http://{args.host}:{args.port} (/health /stats /observability/metrics)", flush=True)
+    serve(args.host, args.port)
+    return 0
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from .warehouse import SYSTEM_TABLES, Warehouse
 
@@ -120,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", nargs="?", help="sources file (default: $ETL_SOURCES or sources.yaml)")
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("ingest", help="run sources through the ingest loop without Dagster")
+    p.add_argument("source", nargs="*", help="source names (default: all)")
+    p.add_argument("--sources", help="sources file (default: $ETL_SOURCES or sources.yaml)")
+    p.add_argument("--url", help="warehouse URL (default: $ETL_WAREHOUSE_URL or the SQLite file under .etl/)")
+    p.add_argument("--run-id", help="run id recorded with the rows (default: cli-<uuid>)")
+    p.set_defaults(func=cmd_ingest)
+
     p = sub.add_parser("drift-check", help="compare a file's header with a source's expected schema; loads nothing")
     p.add_argument("source")
     p.add_argument("file", help="a CSV file (or a JSON file of records for API sources)")
@@ -132,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.set_defaults(func=cmd_demo_api)
+
+    p = sub.add_parser("serve", help="health, stats and Prometheus metrics over HTTP")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("tables", help="rows per warehouse table")
     p.add_argument("--url", help="SQLAlchemy URL (default: $ETL_WAREHOUSE_URL or the SQLite file under .etl/)")

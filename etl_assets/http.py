@@ -6,13 +6,16 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from . import faults
 from .config import RetrySpec
 from .errors import SourceError
+from .logs import event_fields
 from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,25 @@ class _LoggingRetry(Retry):
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         why = f"HTTP {response.status}" if response is not None and response.status else type(error).__name__
-        log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why)
+        log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why,
+                    extra=event_fields("http_retry", attempt=len(new.history), method=method, url=url, reason=why,
+                                       status=response.status if response is not None else None))
         return new
+
+
+class _SameHostSession(requests.Session):
+    """Follows redirects on the source's own host only: a redirect elsewhere would carry its headers (API keys)
+    to a host nobody configured."""
+
+    def rebuild_auth(self, prepared_request, response):
+        old, new = urlparse(response.request.url), urlparse(prepared_request.url)
+        if (old.hostname, old.port) != (new.hostname, new.port):
+            raise CrossHostRedirect(prepared_request.url)
+        super().rebuild_auth(prepared_request, response)
+
+
+class CrossHostRedirect(requests.exceptions.RequestException):
+    pass
 
 
 def make_session(retry: RetrySpec) -> requests.Session:
@@ -41,7 +61,7 @@ def make_session(retry: RetrySpec) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,  # the last response is returned and reported with its status
     )
-    session = requests.Session()
+    session = _SameHostSession()
     adapter = HTTPAdapter(max_retries=policy)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -63,13 +83,15 @@ class SourceHttp:
 
     def get(self, url: str, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
             ok: tuple[int, ...] = (200,)) -> requests.Response:
-        if self.limiter is not None:
-            self.limiter.acquire()
+        faults.hit("before_request")
+        slot = self.limiter.acquire() if self.limiter is not None else None
         started = time.monotonic()
         try:
             resp = self._get(url, params, headers)
         finally:
             self.seconds += time.monotonic() - started
+            if slot is not None:
+                self.limiter.release(slot)
         if resp.status_code not in ok:
             body = resp.text[:200].replace("\n", " ") if resp.content else ""
             raise SourceError(self.source, f"GET {resp.url}", f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
@@ -85,6 +107,10 @@ class SourceHttp:
     def _get(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
         try:
             resp = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, self.timeout), self.timeout))
+        except CrossHostRedirect as exc:
+            self._count("error", 0)
+            raise SourceError(self.source, f"GET {url}", f"redirected to another host ({exc})",
+                              "point `url` at the final location if that host is meant") from None
         except requests.exceptions.RetryError as exc:
             self._count("error", self.policy_total)
             raise SourceError(self.source, f"GET {url}", f"gave up after retries: {exc}",

@@ -1,20 +1,54 @@
-"""Logging setup: LOG_LEVEL sets the level; LOG_FORMAT=json writes one JSON object per line."""
+"""Logging setup: LOG_LEVEL sets the level; LOG_FORMAT=json writes one JSON object per line.
+
+Structured events (run start/finish/error, batch, quarantine, drift, HTTP retry, rate-limit wait) are ordinary
+log calls with `extra=event_fields(...)`: the text formatter shows the message, the JSON formatter every field.
+The source and Dagster run id of the ingest in progress are bound once (`bind`) and fill in lines that cannot
+know them (an urllib3 retry, a rate-limit wait).
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 from datetime import UTC, datetime
+from typing import Any
 
-_STD = set(vars(logging.makeLogRecord({})))
+_STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("etl_log_context", default={})  # noqa: B039
+
+
+def event_fields(event: str, **fields: Any) -> dict[str, Any]:
+    """`extra=` of a structured log line: the event name plus its fields (source, run_id, counts...)."""
+    bad = set(fields) & _STD
+    if bad:  # logging refuses to overwrite LogRecord attributes; say which at the call site
+        raise ValueError(f"log fields {sorted(bad)} clash with logging.LogRecord attributes")
+    return {"event": event, **fields}
+
+
+def log_event(logger: logging.Logger, event: str, message: str, *args: Any, level: int = logging.INFO,
+              **fields: Any) -> None:
+    """One structured line: `log_event(log, "run_finished", "source %s: done", name, source=name, inserted=3)`."""
+    logger.log(level, message, *args, extra=event_fields(event, **fields))
+
+
+def bind(**fields: Any) -> contextvars.Token:
+    """Bind fields (source, run_id) to every line logged in this context until `unbind(token)`."""
+    return _CONTEXT.set({**_CONTEXT.get(), **fields})
+
+
+def unbind(token: contextvars.Token) -> None:
+    _CONTEXT.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(), "level": record.levelname,
-               "logger": record.name, "message": record.getMessage()}
+        out: dict[str, Any] = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                               "level": record.levelname, "event": "log", "logger": record.name}
+        out.update({k: v for k, v in _CONTEXT.get().items() if v is not None})
         out.update({k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_")})
+        out["message"] = record.getMessage()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
@@ -30,3 +64,16 @@ def configure_logging() -> None:
     handler.setFormatter(JsonFormatter() if os.environ.get("LOG_FORMAT", "").lower() == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
+
+
+def dagster_loggers() -> dict[str, Any]:
+    """Loggers for the Definitions. Dagster's `json_console_logger` is there as `json`; a run uses it instead of
+    the colored console when its run config says `loggers: {json: {config: {log_level: INFO}}}` (Dagster only
+    instantiates the loggers a run config names, else its default console). With LOG_FORMAT=json, every
+    process that loads the definitions (run workers included) also writes the core's structured lines, with all
+    their fields, to stderr as JSON."""
+    from dagster import json_console_logger  # lazy: the core stays importable without dagster
+
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        configure_logging()
+    return {"json": json_console_logger}

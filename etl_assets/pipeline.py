@@ -16,10 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from . import faults
 from .config import CsvSource
 from .drift import DriftReport
 from .errors import SourceError
 from .extract import Batch, make_extractor
+from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .schema import coerce
 from .warehouse import ROW_ID, Warehouse
@@ -105,18 +107,27 @@ class Ingest:
         started_at = datetime.now(UTC)
         self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status="started",
                            started_at=started_at)
+        bound = bind(source=spec.name, run_id=self.run_id)  # retries and rate-limit waits log with these
+        log.info("source %s: run %s started", spec.name, self.run_id,
+                 extra=event_fields("run_started", source_type=spec.kind))
         extractor = None
         try:
-            extractor = make_extractor(spec)
+            limit = getattr(spec, "rate_limit", None)
+            limiter = self.wh.rate_limiter(spec.name, limit.calls, limit.period_seconds) if limit else None
+            extractor = make_extractor(spec, limiter)
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
             checkpoint = self.wh.checkpoint(spec.name)
             stats.checkpoint = checkpoint
             for batch in extractor.batches(checkpoint):
+                faults.hit("after_batch_read", batch)
                 self._land(batch)
+                faults.hit("after_commit")
             status, error = "success", None
         except DriftBlocked as exc:
             status, error = "failure", str(exc)
-            self.wh.record_drift(spec.name, self.run_id, self.reconciler._events(exc.report))
+            blocking = self.reconciler._events(exc.report)
+            self.wh.record_drift(spec.name, self.run_id, blocking)
+            self._log_drift(blocking, None)
             raise
         except Exception as exc:
             status, error = "failure", str(exc)
@@ -128,9 +139,30 @@ class Ingest:
                                started_at=started_at, finished_at=datetime.now(UTC),
                                records_processed=stats.processed, records_inserted=stats.inserted,
                                records_updated=stats.updated, records_failed=stats.failed, error=error)
+            if error is not None:
+                log.error("source %s: run %s failed: %s", spec.name, self.run_id, error,
+                          extra=event_fields("run_failed", **self._counts(), status=status, error=error))
+            unbind(bound)
         log.info("source %s: done: %d processed, %d inserted, %d updated, %d quarantined in %.2fs",
-                 spec.name, stats.processed, stats.inserted, stats.updated, stats.failed, stats.duration_seconds)
+                 spec.name, stats.processed, stats.inserted, stats.updated, stats.failed, stats.duration_seconds,
+                 extra=event_fields("run_finished", source=spec.name, run_id=self.run_id, status="success",
+                                    **self._counts()))
         return stats
+
+    def _counts(self) -> dict[str, Any]:
+        s = self.stats
+        return {"source_type": s.source_type, "records_processed": s.processed, "records_inserted": s.inserted,
+                "records_updated": s.updated, "records_failed": s.failed, "batches": s.batches, "duration_seconds": s.duration_seconds,
+                "drift_events": s.drift_events, "http_requests": s.http_requests, "http_retries": s.http_retries,
+                "rate_limit_waits": s.rate_limit_waits}
+
+    def _log_drift(self, events: list[dict], location: str | None) -> None:
+        for e in events:
+            log.warning("source %s: schema drift %s: expected %s, observed %s", self.spec.name, e["decision"],
+                        e["expected"], e["observed"],
+                        extra=event_fields("schema_drift", source=self.spec.name, run_id=self.run_id,
+                                           location=location, expected=e["expected"], observed=e["observed"],
+                                           confidence=e["confidence"], decision=e["decision"]))
 
     def _http_stats(self, extractor: Any) -> None:
         http = getattr(extractor, "http", None)
@@ -182,11 +214,18 @@ class Ingest:
         stats.checkpoint = batch.position
         stats.schema = dict(rec.schema or {})
         stats.drift = [r for _, r in rec.reports.values()]
+        self._log_drift(events, batch.location)
         if result.quarantined:
             log.warning("source %s: %d row(s) of %s quarantined, first: %s", spec.name, result.quarantined,
-                        batch.location, quarantined[0]["reason"])
+                        batch.location, quarantined[0]["reason"],
+                        extra=event_fields("quarantine", source=spec.name, run_id=self.run_id,
+                                           location=batch.location, records_failed=result.quarantined,
+                                           reason=quarantined[0]["reason"]))
         log.info("source %s: batch %d from %s: %d rows, %d inserted, %d updated", spec.name, stats.batches,
-                 batch.location, len(frame), result.inserted, result.updated)
+                 batch.location, len(frame), result.inserted, result.updated,
+                 extra=event_fields("batch_loaded", source=spec.name, run_id=self.run_id, location=batch.location,
+                                    batch=stats.batches, records=len(frame), records_inserted=result.inserted,
+                                    records_updated=result.updated, records_failed=result.quarantined))
         if self.on_batch:
             self.on_batch(stats)
 

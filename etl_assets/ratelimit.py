@@ -1,41 +1,86 @@
-"""Per-source rate limit: at most `calls` requests in any window of `period_seconds`.
+"""Per-source rate limit that holds across processes and machines: at most `calls` requests in any window of
+`period_seconds`, counted in the warehouse database that every worker already shares.
 
-This limiter holds within one process (a sliding window of request times). Waits are logged and counted.
+A sliding-window log in `etl_rate_limit_slots`: one row per request, stamped when its response came back. A new
+request is granted once the `calls`-th most recent request finished at least `period_seconds` ago. Counting from
+the response, not from the grant, makes the guarantee hold where it matters, at the server: however late a request
+travels, the server received it before its response left, so any window the server sees holds at most `calls`.
+A request still in flight counts as finishing `IN_FLIGHT_HOLD` seconds later (a crashed worker's slot expires).
+The source's row in `etl_rate_limits` is locked while a slot is taken (SELECT ... FOR UPDATE on PostgreSQL, BEGIN
+IMMEDIATE on SQLite), so two workers never take the same slot. On PostgreSQL the clock is the database's, so
+machines with skewed clocks still agree.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from .logs import event_fields
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT_HOLD = 60.0
+
 
 class RateLimiter:
-    def __init__(self, name: str, calls: int, period_seconds: float):
+    def __init__(self, engine: sa.Engine, limits: sa.Table, slots: sa.Table, name: str, calls: int,
+                 period_seconds: float):
+        self.engine, self.limits, self.slots = engine, limits, slots
         self.name, self.calls, self.period = name, calls, period_seconds
-        self._times: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()
+        self.postgres = engine.dialect.name == "postgresql"
         self.waits = 0
         self.waited_seconds = 0.0
+        self._lock = threading.Lock()  # threads of one process queue here before the database
+        values = {"source": name, "calls": calls, "period_seconds": period_seconds, "updated_at": datetime.now(UTC)}
+        ins = (sa.dialects.postgresql.insert if self.postgres else sa.dialects.sqlite.insert)(limits).values(**values)
+        with engine.begin() as conn:
+            conn.execute(ins.on_conflict_do_update(index_elements=["source"],
+                                                   set_={k: v for k, v in values.items() if k != "source"}))
 
-    def acquire(self) -> float:
-        """Block until a call is allowed; return the seconds waited."""
+    def _now(self, conn: sa.Connection) -> float:
+        if self.postgres:
+            return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar())
+        return time.time()
+
+    def _try(self) -> tuple[int | None, float]:
+        """Take a slot: (slot id, 0), or (None, seconds until one frees up)."""
+        s = self.slots
+        with self.engine.begin() as conn:
+            if self.postgres:
+                conn.execute(sa.select(self.limits.c.source).where(self.limits.c.source == self.name)
+                             .with_for_update())
+            now = self._now(conn)
+            recent = conn.execute(sa.select(s.c.done_at).where(s.c.source == self.name)
+                                  .order_by(s.c.done_at.desc()).limit(self.calls)).scalars().all()
+            if len(recent) < self.calls or recent[-1] <= now - self.period:
+                slot = conn.execute(s.insert().values(source=self.name, at=now, done_at=now + IN_FLIGHT_HOLD)
+                                    .returning(s.c.id)).scalar()
+                conn.execute(s.delete().where(s.c.source == self.name, s.c.done_at < now - self.period))
+                return slot, 0.0
+            return None, recent[-1] + self.period - now
+
+    def acquire(self) -> int:
+        """Block until a request is allowed; return its slot, to `release` when the response is in."""
         waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._times and now - self._times[0] >= self.period:
-                    self._times.popleft()
-                if len(self._times) < self.calls:
-                    self._times.append(now)
-                    if waited:
-                        self.waits += 1
-                        self.waited_seconds += waited
-                        log.info("rate limit %s: waited %.3fs", self.name, waited)
-                    return waited
-                delay = self.period - (now - self._times[0])
-            time.sleep(delay)
-            waited += delay
+        with self._lock:
+            while (taken := self._try())[0] is None:
+                time.sleep(taken[1])
+                waited += taken[1]
+        if waited:
+            self.waits += 1
+            self.waited_seconds += waited
+            log.info("rate limit %s: waited %.3fs for a slot (%d calls per %gs)", self.name, waited, self.calls,
+                     self.period, extra=event_fields("rate_limit_wait", source=self.name, wait_seconds=round(waited, 3),
+                                                     rate_limit_waits=self.waits, calls=self.calls,
+                                                     period_seconds=self.period))
+        return taken[0]
+
+    def release(self, slot: int) -> None:
+        """The response is in: the slot's window starts now."""
+        with self.engine.begin() as conn:
+            conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=self._now(conn)))

@@ -51,7 +51,9 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     if kind not in ("string", "json"):  # "NA", "null", "n/a" in a typed column mean no value
         null |= obj.map(_is_null_word).astype(bool)
     if kind == "string":
-        return obj.map(_as_text), pd.Series(False, index=col.index)
+        text = obj.map(_as_text)
+        # PostgreSQL text cannot hold NUL; the row goes to quarantine (raw kept) rather than fail the batch
+        return text, text.map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
     if kind in ("integer", "float"):
         stripped = obj.where(null | obj.map(lambda v: not isinstance(v, str)), obj.astype(str).str.strip())
         num = pd.to_numeric(stripped.where(~null, None), errors="coerce")
@@ -110,7 +112,8 @@ def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable
         if bad.any():
             first = reasons.isna() & bad
             shown = frame[name][first].astype(str).str.slice(0, 80)
-            reasons[first] = [f"column '{name}': {v!r} is not a valid {kind}" for v in shown]
+            reasons[first] = [f"column '{name}': {v!r} " + ("contains a NUL byte" if "\x00" in v else
+                                                            f"is not a valid {kind}") for v in shown]
     for key in primary_key:
         missing = reasons.isna() & typed[key].isna()
         if missing.any():

@@ -19,6 +19,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import faults
+from .ratelimit import RateLimiter
 from .reconcile import SchemaState
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,20 @@ schemas = sa.Table(
     sa.Column("profiles", sa.Text),  # value profile per column from the last load, evidence for rename matching
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+rate_limits = sa.Table(
+    "etl_rate_limits", metadata,  # one row per rate-limited source: its settings, and the lock its workers share
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("period_seconds", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+rate_limit_slots = sa.Table(
+    "etl_rate_limit_slots", metadata,  # requests of the current window (epoch seconds), see ratelimit.py
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False, index=True),
+    sa.Column("at", sa.Float(precision=53), nullable=False),  # granted
+    sa.Column("done_at", sa.Float(precision=53), nullable=False),  # response in (until then: a hold)
+)
 SYSTEM_TABLES = tuple(metadata.tables)
 
 
@@ -136,7 +152,8 @@ class LoadResult:
 class Warehouse:
     def __init__(self, url: str | None = None):
         self.url = normalize_url(url or os.environ.get("ETL_WAREHOUSE_URL") or default_url())
-        connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {}
+        # application_name lets an operator (or a chaos test) find the loader's sessions in pg_stat_activity
+        connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {"application_name": "etl-assets"}
         self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
@@ -145,7 +162,9 @@ class Warehouse:
             # fails at once with "database is locked" when another process wrote in between.
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         self.q = self.engine.dialect.identifier_preparer.quote
-        metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            self._ddl_lock(conn)
+            metadata.create_all(conn, checkfirst=True)
         self._tables: dict[str, sa.Table] = {}
 
     def __repr__(self) -> str:
@@ -153,6 +172,15 @@ class Warehouse:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _ddl_lock(self, conn: sa.Connection) -> None:
+        """Workers starting together must not race to create the same table (PostgreSQL's catalog refuses the
+        second CREATE even with IF NOT EXISTS); SQLite's BEGIN IMMEDIATE already serialises them."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('etl-assets ddl'))"))
+
+    def rate_limiter(self, source: str, calls: int, period_seconds: float) -> RateLimiter:
+        return RateLimiter(self.engine, rate_limits, rate_limit_slots, source, calls, period_seconds)
 
     # -- schema ---------------------------------------------------------------------------------------------
     def schema_state(self, source: str, table: str) -> SchemaState:
@@ -181,6 +209,7 @@ class Warehouse:
             cols.insert(0, sa.Column(ROW_ID, sa.Text, primary_key=True))
         cols += [sa.Column(c, sql_type(k, self.dialect)) for c, k in LINEAGE.items()]
         with self.engine.begin() as conn:
+            self._ddl_lock(conn)
             insp = sa.inspect(conn)
             if insp.has_table(name):
                 have = {c["name"] for c in insp.get_columns(name)}
@@ -223,6 +252,7 @@ class Warehouse:
             if quarantined:
                 conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id, "quarantined_at": now}
                                                    for q in quarantined])
+            faults.hit("before_checkpoint_write")
             self._upsert(conn, checkpoints, ["source"], {
                 "source": source, "position": json.dumps(position, sort_keys=True, default=str), "run_id": run_id,
                 "updated_at": now})
@@ -233,6 +263,7 @@ class Warehouse:
                     "updated_at": now})
             if drift_events:
                 self._record_drift(conn, source, run_id, drift_events, now)
+            faults.hit("before_commit")
         return result
 
     def _record_drift(self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime) -> None:

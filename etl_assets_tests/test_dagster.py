@@ -39,7 +39,7 @@ def test_definitions_jobs_schedules_sensors():
                                            "ingest_releases"}
     assert {s.name: s.cron_schedule for s in defs.schedules} == {
         "customers_schedule": "0 * * * *", "events_schedule": "*/15 * * * *", "releases_schedule": "0 6 * * *"}
-    assert [s.name for s in defs.sensors] == ["orders_drop_sensor"]
+    assert [s.name for s in defs.sensors] == ["orders_drop_sensor", "etl_metrics_sensor"]
     graph = defs.resolve_asset_graph()
     orders = graph.get(next(k for k in graph.get_all_asset_keys() if k.path == ["orders"]))
     assert orders.group_name == "csv_sources" and "csv" in orders.kinds

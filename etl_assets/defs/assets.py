@@ -56,6 +56,7 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
         "http_requests": stats.http_requests,
         "http_retries": stats.http_retries,
         "http_statuses": MetadataValue.json(stats.http_statuses),
+        "http_seconds": MetadataValue.float(float(stats.http_seconds)),
         "rate_limit_waits": stats.rate_limit_waits,
         "rate_limit_wait_seconds": MetadataValue.float(float(stats.rate_limit_wait_seconds)),
         "dagster/column_schema": TableSchema(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import ApiSource, CsvSource, RssSource
 from .base import Batch, Extractor
 
 
-def make_extractor(spec: CsvSource | ApiSource | RssSource) -> Extractor:
+def make_extractor(spec: CsvSource | ApiSource | RssSource, limiter: Any = None) -> Extractor:
+    """`limiter`: the source's shared RateLimiter (API sources with `rate_limit`)."""
     if spec.kind == "csv":
         from .csv import CsvExtractor
 
@@ -14,7 +17,7 @@ def make_extractor(spec: CsvSource | ApiSource | RssSource) -> Extractor:
     if spec.kind == "api":
         from .api import ApiExtractor
 
-        return ApiExtractor(spec)
+        return ApiExtractor(spec, limiter)
     from .rss import RssExtractor
 
     return RssExtractor(spec)

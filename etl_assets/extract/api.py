@@ -27,11 +27,8 @@ def _newer(a: Any, b: Any) -> bool:
 
 
 class ApiExtractor:
-    def __init__(self, spec: ApiSource):
+    def __init__(self, spec: ApiSource, limiter: RateLimiter | None = None):
         self.spec = spec
-        limiter = None
-        if spec.rate_limit:
-            limiter = RateLimiter(spec.name, spec.rate_limit.calls, spec.rate_limit.period_seconds)
         self.http = SourceHttp(spec.name, spec.retry, spec.timeout_seconds, limiter)
         self.paginator = make_paginator(spec.pagination)
 
