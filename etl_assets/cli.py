@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .config import ConfigError, load_sources
 from .logs import configure_logging
@@ -56,7 +57,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def sample_file(spec, path: str, rows: int = 1000):
     """Header and first rows of a CSV (the source's dialect detection) or a JSON file of records."""
     import json
-    from pathlib import Path
 
     import pandas as pd
 
@@ -119,7 +119,7 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
 def cmd_demo_api(args: argparse.Namespace) -> int:
     from .demo_api import serve
 
-    server = serve(args.host, args.port)
+    server = serve(args.host, args.port, **({"root": Path(args.root)} if args.root else {}))
     host, port = server.server_address[:2]
     print(f"demo API on http://{host}:{port} (Ctrl-C stops it)", flush=True)
     try:
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo-api", help="serve the sample APIs and feed of the shipped sources.yaml")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--root", help="folder holding api/ and feeds/ (default: the examples/ of the checkout)")
     p.set_defaults(func=cmd_demo_api)
 
     p = sub.add_parser("serve", help="health, stats and Prometheus metrics over HTTP")

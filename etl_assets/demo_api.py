@@ -20,7 +20,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 log = logging.getLogger(__name__)
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# examples/ beside the package in a checkout; a wheel install (the image) serves the one in the working directory
+EXAMPLES = next((p for p in (Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples")
+                 if p.is_dir()), Path("examples"))
 
 
 class DemoData:

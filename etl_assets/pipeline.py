@@ -125,7 +125,7 @@ class Ingest:
             status, error = "success", None
         except DriftBlocked as exc:
             status, error = "failure", str(exc)
-            blocking = self.reconciler._events(exc.report)
+            blocking = self.reconciler.events(exc.report)
             self.wh.record_drift(spec.name, self.run_id, blocking)
             self._log_drift(blocking, None)
             raise
@@ -177,9 +177,7 @@ class Ingest:
     def _land(self, batch: Batch) -> None:
         spec, stats = self.spec, self.stats
         frame = batch.frame
-        rename = {c: column_name(c) for c in frame.columns}
-        rename.update({k: v for k, v in spec.column_map.items() if k in frame.columns})
-        frame = frame.rename(columns=rename)
+        frame = frame.rename(columns={c: column_name(c) for c in frame.columns})  # column_map: see reconcile
         dup = list(frame.columns[frame.columns.duplicated()])
         if dup:
             raise SourceError(spec.name, batch.location, f"duplicate column names {dup}",

@@ -99,7 +99,7 @@ class Reconciler:
         if first:
             self.reports[header] = (location, self.report(frame))
         report = self.reports[header][1]
-        events = self._events(report) if first else []
+        events = self.events(report) if first else []
         blocked = None
         missing = report.missing(self.required)
         if missing:
@@ -140,7 +140,7 @@ class Reconciler:
             if c in (self.schema or {}):
                 self.profiles[str(c)] = ColumnProfile.of(head[c].tolist())
 
-    def _events(self, report: DriftReport) -> list[dict[str, Any]]:
+    def events(self, report: DriftReport) -> list[dict[str, Any]]:
         """One row per non-trivial decision (etl_schema_drift)."""
         out = [{"expected": m.expected, "observed": m.observed, "confidence": float(m.confidence),
                 "decision": m.decision} for m in report.mappings if m.decision in ("auto_mapped", "suggested")]
