@@ -24,6 +24,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sources(path: str | None, names: list[str]) -> dict | None:
+    """The sources file's specs, or None after printing why not (bad file, unknown source name)."""
+    try:
+        specs = load_sources(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        print(f"unknown source(s) {unknown}; sources: {', '.join(specs)}", file=sys.stderr)
+        return None
+    return specs
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Run sources through the ingest loop without Dagster (scripts, benchmarks, debugging)."""
     import uuid
@@ -32,14 +46,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from .pipeline import ingest
     from .warehouse import Warehouse
 
-    try:
-        specs = load_sources(args.sources)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    unknown = [n for n in args.source if n not in specs]
-    if unknown:
-        print(f"unknown source(s) {unknown}; sources: {', '.join(specs)}", file=sys.stderr)
+    specs = _sources(args.sources, args.source)
+    if specs is None:
         return 2
     wh = Warehouse(args.url)
     run_id = args.run_id or f"cli-{uuid.uuid4()}"
@@ -82,13 +90,8 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
     from .pipeline import column_name
     from .reconcile import Reconciler, blocks
 
-    try:
-        specs = load_sources(args.sources)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args.source not in specs:
-        print(f"unknown source '{args.source}'; sources: {', '.join(specs)}", file=sys.stderr)
+    specs = _sources(args.sources, [args.source])
+    if specs is None:
         return 2
     spec = specs[args.source]
     try:

@@ -60,6 +60,15 @@ def pg_url(pg_server: str):
     _drop_db(pg_server, name)
 
 
+def fresh_pg_warehouse(admin: str):
+    """A Warehouse on a database of its own, dropped afterwards (a generator for fixtures)."""
+    name, url = _create_db(admin)
+    wh = Warehouse(url)
+    yield wh
+    wh.dispose()
+    _drop_db(admin, name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse(request, tmp_path: Path):
     """The same test on the SQLite default and on PostgreSQL."""
@@ -68,12 +77,7 @@ def warehouse(request, tmp_path: Path):
         yield wh
         wh.dispose()
     else:
-        admin = request.getfixturevalue("pg_server")
-        name, url = _create_db(admin)
-        wh = Warehouse(url)
-        yield wh
-        wh.dispose()
-        _drop_db(admin, name)
+        yield from fresh_pg_warehouse(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from etl_assets.extract.api import ApiExtractor
 from etl_assets.extract.rss import RssExtractor
 from etl_assets.pipeline import ingest
 
-from .conftest import CORPUS, corpus_dir
+from .conftest import CORPUS, corpus_dir, fresh_pg_warehouse
 from .loopback import Reply
 
 # -- feeds ------------------------------------------------------------------------------------------------------
@@ -46,16 +46,8 @@ def _skip_unless(entry: dict) -> str | None:
 
 @pytest.fixture(scope="module")
 def feed_warehouse(request):
-    from etl_assets.warehouse import Warehouse
-
-    from .conftest import _create_db, _drop_db
-
-    admin = request.getfixturevalue("pg_server")
-    name, url = _create_db(admin)
-    wh = Warehouse(url)
-    yield wh
-    wh.dispose()
-    _drop_db(admin, name)
+    """One database for all the feeds (a table each): ~150 databases would cost more than the feeds."""
+    yield from fresh_pg_warehouse(request.getfixturevalue("pg_server"))
 
 
 def test_corpus_present():
