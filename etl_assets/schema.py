@@ -14,6 +14,9 @@ from .drift import NULL_STRINGS, infer_type
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
+# the spellings met in practice, looked up at C speed; anything else (padded, mixed case) takes the slow path
+_BOOL_FAST = {**{v: True for t in _TRUE for v in (t, t.upper(), t.capitalize())},
+              **{v: False for f in _FALSE for v in (f, f.upper(), f.capitalize())}}
 
 
 def _is_null(v: object) -> bool:
@@ -32,7 +35,10 @@ def infer_schema(frame: pd.DataFrame, sample_rows: int = 1000) -> dict[str, str]
 
 @dataclass
 class Coerced:
-    good: pd.DataFrame  # typed, index = source row numbers
+    # typed, index = source row numbers; one dtype per kind, nulls are the dtype's own missing value (the
+    # warehouse writes them as NULL, never NaN): integer Int64, float Float64, boolean boolean, timestamp
+    # datetime64[UTC], date naive datetime64 at midnight, string/json object (str or None)
+    good: pd.DataFrame
     bad: pd.DataFrame  # raw rows that failed, with a `_reason` column
 
 
@@ -60,10 +66,8 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         bad = ~null & num.isna()
         if kind == "integer":
             bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
-            out = num.where(~bad & ~null).astype("Int64").astype(object)
-        else:
-            out = num.where(~bad & ~null).astype(object)
-        return out.where(~null & ~bad, None), bad
+            return num.where(~bad & ~null).astype("Int64"), bad
+        return num.where(~bad & ~null).astype("Float64"), bad
     if kind == "boolean":
         def to_bool(v: object) -> object:
             if isinstance(v, bool | np.bool_):
@@ -73,7 +77,7 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
 
         vals = obj.where(null, obj.map(to_bool))
         bad = ~null & (vals == "bad")
-        return vals.where(~null & ~bad, None), bad
+        return vals.where(~null & ~bad, None).astype("boolean"), bad
     if kind in ("timestamp", "date"):
         text = obj.where(null, obj.astype(str).str.strip())
         ts = pd.to_datetime(text.where(~null, None), utc=True, errors="coerce", format="ISO8601")
@@ -81,11 +85,8 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         if retry.any():  # RFC 822, "01/02/2024 10:00" and friends: slower, so only for what ISO 8601 missed
             ts[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
         bad = ~null & ts.isna()
-        if kind == "date":
-            out = ts.dt.date.astype(object)
-        else:
-            out = ts.astype(object)
-        return out.where(~null & ~bad, None), bad
+        ts = ts.where(~null & ~bad)
+        return _as_date(ts) if kind == "date" else ts, bad
     if kind == "json":
         def to_json(v: object) -> object:
             if isinstance(v, dict | list | int | float | bool):
@@ -99,6 +100,85 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     raise ValueError(f"unknown column type {kind!r}")
 
 
+def _is_text_column(col: pd.Series) -> bool:
+    """Only strings and missing values (a CSV chunk read with dtype=str): the vectorised path applies."""
+    if isinstance(col.dtype, pd.StringDtype):
+        return True
+    return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+
+
+def _null_words(text: pd.Series) -> pd.Series:
+    return text.str.strip().str.casefold().isin(NULL_STRINGS).astype(bool)
+
+
+def _text_null(col: pd.Series) -> pd.Series:
+    return (col.isna() | (col == "")).astype(bool)
+
+
+def _coerce_text_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """The vectorised twin of `_coerce_column` for a column of strings: parse everything at C speed first, and
+    only look again (strip, null words, slower formats) at the few values the first pass could not read."""
+    null = _text_null(col)
+    if kind in ("string", "json"):
+        obj = col.astype(object).where(~null, None)
+        if kind == "string":
+            return obj, obj.str.contains("\x00", regex=False, na=False).astype(bool)
+        return _coerce_column(obj, kind)  # JSON text is re-serialised value by value either way
+    if kind in ("integer", "float"):
+        num = pd.to_numeric(col.astype(object).where(~null), errors="coerce")
+        miss = ~null & num.isna()
+        if miss.any():  # padded numbers, null words ("NA", "nan" parses as NaN), and what is not a number
+            text = col[miss].astype(object).str.strip()
+            words = text.str.casefold().isin(NULL_STRINGS).astype(bool)
+            null = null.copy()
+            null[miss] = words.to_numpy()
+            again = pd.to_numeric(text.where(~words), errors="coerce")
+            num = num.astype("float64") if num.dtype.kind in "iu" else num
+            num[miss] = again.to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~null & num.isna()
+        if kind == "integer":
+            bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
+            return num.where(~bad & ~null).astype("Int64"), bad
+        return num.where(~bad & ~null).astype("Float64"), bad
+    if kind == "boolean":
+        vals = col.map(_BOOL_FAST)
+        miss = ~null & vals.isna()
+        if miss.any():
+            text = col[miss].astype(object).str.strip()
+            words = text.str.casefold().isin(NULL_STRINGS).astype(bool)
+            null = null.copy()
+            null[miss] = words.to_numpy()
+            low = text.str.lower()
+            vals = vals.astype(object)
+            vals[miss] = low.map(lambda s: True if s in _TRUE else False if s in _FALSE else None).to_numpy()
+        bad = ~null & vals.isna()
+        return vals.where(~null & ~bad, None).astype("boolean"), bad
+    if kind in ("timestamp", "date"):
+        ts = pd.to_datetime(col.astype(object).where(~null), utc=True, errors="coerce", format="ISO8601")
+        miss = ~null & ts.isna()
+        if miss.any():  # padded, null words, then RFC 822, "01/02/2024 10:00" and friends
+            text = col[miss].astype(object).str.strip()
+            words = text.str.casefold().isin(NULL_STRINGS).astype(bool)
+            null = null.copy()
+            null[miss] = words.to_numpy()
+            text = text[~words]
+            if len(text):
+                again = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+                retry = again.isna()
+                if retry.any():
+                    again[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+                ts = ts.copy()
+                ts[again.index] = again
+        bad = ~null & ts.isna()
+        return _as_date(ts) if kind == "date" else ts, bad
+    raise ValueError(f"unknown column type {kind!r}")
+
+
+def _as_date(ts: pd.Series) -> pd.Series:
+    """The UTC calendar day, as naive datetime64 at midnight (the warehouse writes it as a date)."""
+    return ts.dt.tz_convert(None).dt.floor("D")
+
+
 def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable[str] = ()) -> Coerced:
     """Type every column of `schema`; a row with any value that does not fit goes to quarantine with its reason."""
     typed = {}
@@ -107,7 +187,8 @@ def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable
         if name not in frame.columns:
             typed[name] = pd.Series(None, index=frame.index, dtype=object)
             continue
-        values, bad = _coerce_column(frame[name], kind)
+        col = frame[name]
+        values, bad = _coerce_text_column(col, kind) if _is_text_column(col) else _coerce_column(col, kind)
         typed[name] = values
         if bad.any():
             first = reasons.isna() & bad
@@ -119,8 +200,7 @@ def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable
         if missing.any():
             reasons[missing] = f"primary key column '{key}' is empty"
     bad_mask = reasons.notna()
-    good = pd.DataFrame(typed, index=frame.index, dtype=object)[~bad_mask]
-    good = good.where(good.notna(), None)  # NaN/NA/NaT -> None: the drivers must see NULL, never 'nan'
+    good = pd.DataFrame(typed, index=frame.index)[~bad_mask]
 
     bad = frame[bad_mask].copy()
     bad["_reason"] = reasons[bad_mask]

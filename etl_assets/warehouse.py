@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -245,10 +246,10 @@ class Warehouse:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             if table is not None and len(rows):
-                rows = rows.assign(_etl_run_id=run_id, _etl_loaded_at=now, _etl_source=location)
                 rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
+                lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
                 upsert = self._upsert_pg if self.dialect == "postgresql" else self._upsert_sqlite
-                result.inserted, result.updated = upsert(conn, table, key, rows)
+                result.inserted, result.updated = upsert(conn, table, key, rows, lineage)
             if quarantined:
                 conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id, "quarantined_at": now}
                                                    for q in quarantined])
@@ -284,33 +285,46 @@ class Warehouse:
         changed = " OR ".join(f"{t}.{q(c)} IS DISTINCT FROM {excluded}.{q(c)}" for c in data)
         return sets, changed
 
-    def _upsert_pg(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame) -> tuple[int, int]:
-        q, cols = self.q, list(rows.columns)
-        collist = ", ".join(q(c) for c in cols)
+    def _kinds(self, table: sa.Table, cols: list[str]) -> dict[str, str | None]:
+        return {c: kind_of(table.c[c].type) if c in table.c else None for c in cols}
+
+    def _upsert_pg(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
+                   lineage: dict[str, Any]) -> tuple[int, int]:
+        """COPY the batch (text format, built column-wise) into a temp staging table, then one INSERT ... SELECT
+        ... ON CONFLICT that adds the lineage values and rewrites a row only when a value changed."""
+        q, data = self.q, list(rows.columns)
+        cols = data + list(lineage)
         raw = conn.connection.driver_connection
+        payload = _pg_copy_text(rows, self._kinds(table, data))
         with raw.cursor() as cur:
             cur.execute(f"CREATE TEMP TABLE _etl_stage (LIKE {q(table.name)} INCLUDING DEFAULTS) ON COMMIT DROP")
-            with cur.copy(f"COPY _etl_stage ({collist}) FROM STDIN") as copy:
-                for row in _records(rows, self.dialect):
-                    copy.write_row(row)
+            with cur.copy(f"COPY _etl_stage ({', '.join(q(c) for c in data)}) FROM STDIN (NULL '')") as copy:
+                step = 8 << 20
+                for i in range(0, len(payload), step):
+                    copy.write(payload[i:i + step])
+            del payload
             sets, changed = self._set_clause(table, key, cols, "EXCLUDED")
             action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
             cur.execute(
-                f"WITH up AS (INSERT INTO {q(table.name)} ({collist}) SELECT {collist} FROM _etl_stage "
+                f"WITH up AS (INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) "
+                f"SELECT {', '.join(q(c) for c in data)}, %s, %s, %s FROM _etl_stage "
                 f"ON CONFLICT ({', '.join(q(k) for k in key)}) {action} RETURNING (xmax = 0) AS inserted) "
-                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+                list(lineage.values()),
             )
             inserted, updated = cur.fetchone()
             cur.execute("DROP TABLE _etl_stage")
         return int(inserted), int(updated)
 
-    def _upsert_sqlite(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame) -> tuple[int, int]:
-        q, cols, t = self.q, list(rows.columns), self.q(table.name)
-        collist = ", ".join(q(c) for c in cols)
-        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS _etl_stage AS SELECT {collist} FROM {t} WHERE 0")
+    def _upsert_sqlite(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
+                       lineage: dict[str, Any]) -> tuple[int, int]:
+        q, data, t = self.q, list(rows.columns), self.q(table.name)
+        cols = data + list(lineage)
+        stage_cols = ", ".join(q(c) for c in data)
+        conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS _etl_stage AS SELECT {stage_cols} FROM {t} WHERE 0")
         conn.exec_driver_sql("DELETE FROM _etl_stage")
-        conn.exec_driver_sql(f"INSERT INTO _etl_stage ({collist}) VALUES ({', '.join('?' for _ in cols)})",
-                             list(_records(rows, self.dialect)))
+        conn.exec_driver_sql(f"INSERT INTO _etl_stage ({stage_cols}) VALUES ({', '.join('?' for _ in data)})",
+                             _records(rows, self._kinds(table, data)))
         match = " AND ".join(f"{t}.{q(k)} = _etl_stage.{q(k)}" for k in key)
         inserted = conn.exec_driver_sql(
             f"SELECT count(*) FROM _etl_stage WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match})").scalar()
@@ -318,8 +332,10 @@ class Warehouse:
         changed = changed.replace("IS DISTINCT FROM", "IS NOT")
         action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
         before = conn.exec_driver_sql("SELECT total_changes()").scalar()
-        conn.exec_driver_sql(f"INSERT INTO {t} ({collist}) SELECT {collist} FROM _etl_stage WHERE true "
-                             f"ON CONFLICT ({', '.join(q(k) for k in key)}) {action}")
+        conn.exec_driver_sql(f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) "
+                             f"SELECT {stage_cols}, ?, ?, ? FROM _etl_stage WHERE true "
+                             f"ON CONFLICT ({', '.join(q(k) for k in key)}) {action}",
+                             tuple(v.isoformat() if isinstance(v, datetime) else v for v in lineage.values()))
         changes = conn.exec_driver_sql("SELECT total_changes()").scalar() - before
         conn.exec_driver_sql("DROP TABLE _etl_stage")
         return int(inserted), int(changes - inserted)
@@ -337,6 +353,9 @@ class Warehouse:
 
     def duplicate_keys(self, table: str, key: list[str]) -> int:
         """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
+        insp = sa.inspect(self.engine)
+        if insp.has_table(table) and set(insp.get_pk_constraint(table)["constrained_columns"] or []) == set(key):
+            return 0  # the database enforces it: no need to scan (and group) the whole table after every run
         cols = ", ".join(self.q(k) for k in key)
         with self.engine.connect() as conn:
             return int(conn.execute(sa.text(
@@ -358,18 +377,107 @@ class Warehouse:
         return {n: self.row_count(n) for n in names}
 
 
-def _records(rows: pd.DataFrame, dialect: str):
-    """Plain Python tuples for the driver; SQLite stores timestamps as ISO text."""
-    if dialect == "sqlite":
-        conv = [_iso_or_same] * len(rows.columns)
-        for values in rows.itertuples(index=False, name=None):
-            yield tuple(f(v) for f, v in zip(conv, values, strict=True))
-    else:
-        yield from rows.itertuples(index=False, name=None)
+def _column_values(s: pd.Series, kind: str | None, dialect: str) -> np.ndarray:
+    """One column of a typed batch (schema.Coerced.good) as driver-ready values, vectorised per dtype.
+
+    PostgreSQL (text COPY): str (or int/float, which the csv writer formats in C), NULL as "" - an empty
+    string never reaches the warehouse: coercion reads it as NULL. SQLite: Python values, None for NULL,
+    timestamps and dates as ISO text (what `datetime.isoformat()` gives).
+    """
+    pg = dialect == "postgresql"
+    null_value = "" if pg else None
+    dtype = s.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
+        aware = isinstance(dtype, pd.DatetimeTZDtype)
+        arr = (s.dt.tz_convert(None) if aware else s).to_numpy()
+        mask = np.isnat(arr)
+        if kind == "date":
+            text = np.datetime_as_string(arr, unit="D").astype(object)
+        else:
+            suffix = "+00:00" if aware else ""
+            text = _iso_seconds(arr, suffix)
+        text[mask] = null_value
+        return text
+    if dtype == "boolean" or dtype.kind == "b":
+        if pg:
+            out = np.where(s.fillna(False).to_numpy(dtype=bool), "t", "f").astype(object)
+            out[s.isna().to_numpy()] = null_value
+            return out
+        return s.to_numpy(dtype=object, na_value=None)
+    if dtype.kind in "iuf":  # int64/float64 and the nullable Int64/Float64
+        mask = pd.isna(s).to_numpy()  # a float NaN (a frame not made by coerce) is NULL too, never 'NaN'
+        arr = s.to_numpy(dtype=object, na_value=None)
+        if pg:  # Python's str of an int, and of a float (shortest round-trip repr), as PostgreSQL reads them
+            arr = np.array(list(map(str, arr)), dtype=object)
+        arr[mask] = null_value
+        return arr
+    arr = s.to_numpy(dtype=object, na_value=None)
+    if pd.api.types.infer_dtype(arr, skipna=True) not in ("string", "empty"):
+        arr = np.array([_generic(v, pg) for v in arr], dtype=object)
+    mask = pd.isna(arr)
+    if pg:
+        arr = arr.copy()
+        arr[mask] = ""
+        joined = "\x1f".join(arr)  # one C scan: does any value need escaping at all?
+        if any(c in joined for c in _PG_SPECIAL):
+            arr = np.array([_pg_escape(v) for v in arr], dtype=object)
+    elif mask.any():
+        arr = arr.copy()
+        arr[mask] = None
+    return arr
 
 
-def _iso_or_same(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime | date) else v
+_PG_SPECIAL = ("\\", "\t", "\n", "\r")
+
+
+def _pg_escape(v: str) -> str:
+    """COPY's text format: backslash, tab, newline and carriage return are escaped."""
+    if not any(c in v for c in _PG_SPECIAL):
+        return v
+    return v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _generic(v: Any, pg: bool) -> Any:
+    """A value of an object column that is not text (a frame not made by coerce)."""
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, bool):
+        return ("t" if v else "f") if pg else v
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    if isinstance(v, int | float):
+        return str(v) if pg else v
+    return str(v)
+
+
+def _iso_seconds(arr: np.ndarray, suffix: str) -> np.ndarray:
+    """ISO 8601 text of datetime64 values as `isoformat()` writes them: seconds, or microseconds when a value
+    has a fraction (nanoseconds when it has those)."""
+    out = np.char.add(np.datetime_as_string(arr, unit="s"), suffix).astype(object)
+    valid = ~np.isnat(arr)
+    frac = valid & (arr.astype("datetime64[s]") != arr)
+    if frac.any():
+        sub_us = valid & (arr.astype("datetime64[us]") != arr)
+        us = frac & ~sub_us
+        out[us] = np.char.add(np.datetime_as_string(arr[us], unit="us"), suffix)
+        if sub_us.any():
+            out[sub_us] = np.char.add(np.datetime_as_string(arr[sub_us], unit="ns"), suffix)
+    return out
+
+
+def _pg_copy_text(rows: pd.DataFrame, kinds: dict[str, str | None]) -> str:
+    """The batch in COPY's text format, built column-wise (numpy) and joined into lines by the C csv writer."""
+    cols = [_column_values(rows[c], kinds.get(c), "postgresql") for c in rows.columns]
+    # every value is already escaped text (NULL: ""), so a line is a tab join and the batch a newline join
+    return "\n".join(map("\t".join, zip(*cols, strict=True))) + "\n"
+
+
+def _records(rows: pd.DataFrame, kinds: dict[str, str | None]) -> list[tuple]:
+    """Plain Python tuples for SQLite's executemany; timestamps and dates as ISO text."""
+    cols = [_column_values(rows[c], kinds.get(c), "sqlite") for c in rows.columns]
+    return list(zip(*cols, strict=True))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,0 +1,65 @@
+"""Fixed start-up cost: `dagster job execute` of a tiny CSV source (3 rows) vs the core ingest loop alone
+(`etl-assets ingest`), with Dagster's default multiprocess executor and with the in-process executor, and the
+import time of our package vs Dagster's.
+
+    python benchmarks/overhead.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BIN, dagster_home, print_table, run_timed, tempdir, write_result  # noqa: E402
+
+
+def import_seconds(module: str) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import yaml
+
+    root = tempdir("etl-bench-overhead-")
+    (root / "tiny.csv").write_text("id,v\n1,a\n2,b\n3,c\n")
+    sources = root / "sources.yaml"
+    sources.write_text(yaml.safe_dump({"tiny": {"kind": "csv", "path": "tiny.csv", "primary_key": ["id"]}}))
+    (root / "inproc.yaml").write_text("execution:\n  config:\n    in_process: {}\n")
+    home = dagster_home(root)
+    env = {**os.environ, "ETL_SOURCES": str(sources), "DAGSTER_HOME": str(home),
+           "ETL_WAREHOUSE_URL": f"sqlite:///{root / 'warehouse.db'}"}
+    job = [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_tiny"]
+    commands = {
+        "etl-assets ingest (core loop, no Dagster)": [str(BIN / "etl-assets"), "ingest", "--sources", str(sources)],
+        "dagster job execute (multiprocess executor)": job,
+        "dagster job execute (in_process executor)": [*job, "-c", str(root / "inproc.yaml")],
+    }
+    subprocess.run(job, env=env, cwd=root, capture_output=True, check=True)  # creates the instance: untimed
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(args.repeat):
+        for name, cmd in commands.items():
+            res = run_timed(cmd, env=env, cwd=root)
+            if res["returncode"]:
+                raise RuntimeError(res["output"][-3000:])
+            times[name].append(res["wall_seconds"])
+    imports = {m: import_seconds(m) for m in ("pandas", "sqlalchemy", "dagster", "etl_assets.pipeline",
+                                             "etl_assets.definitions")}
+    rows = [(k, statistics.median(v), min(v)) for k, v in times.items()]
+    rows += [(f"import {m}", s, None) for m, s in imports.items()]
+    print_table(f"Fixed cost, tiny source (median of {args.repeat})", rows, ("what", "median s", "min s"))
+    write_result("overhead", {"runs": times, "imports": imports})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
