@@ -170,6 +170,8 @@ class ApiSource(_SourceBase):
     rate_limit: RateLimitSpec | None = None
     incremental: IncrementalSpec | None = None
     timeout_seconds: float = Field(30.0, gt=0)
+    batch_rows: int = Field(1000, gt=0, description="Pages land together (one transaction) until this many rows.")
+    batch_seconds: float = Field(5.0, gt=0, description="... or until pages have been read this long.")
 
     @field_validator("url")
     @classmethod

@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +93,50 @@ def _rejected_rows(batch: Batch) -> list[dict[str, Any]]:
             for line, raw, reason in batch.rejected]
 
 
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Read the next batches on a thread while the current one lands: parsing (or the source's latency and rate
+    limit) overlaps the database's work. Batches still land one by one, in order, so checkpoints are unchanged."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(_Failed(exc))
+
+    # the copied context carries the bound source/run id to the reader's log lines
+    threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="etl-read-ahead",
+                     daemon=True).start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+
+
 class Ingest:
     """Run one source to the end of its input, committing batch by batch."""
 
@@ -118,7 +165,7 @@ class Ingest:
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
             checkpoint = self.wh.checkpoint(spec.name)
             stats.checkpoint = checkpoint
-            for batch in extractor.batches(checkpoint):
+            for batch in read_ahead(extractor.batches(checkpoint)):
                 faults.hit("after_batch_read", batch)
                 self._land(batch)
                 faults.hit("after_commit")

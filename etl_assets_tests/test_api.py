@@ -102,7 +102,7 @@ def test_resume_mid_pagination_from_checkpoint(server):
         return Reply(body=ITEMS[(page - 1) * 5: page * 5])
 
     url = server.route("/items", route)
-    ex = ApiExtractor(api(url, pagination={"type": "page", "size": 5}))
+    ex = ApiExtractor(api(url, pagination={"type": "page", "size": 5}, batch_rows=5))  # a batch per page
     second = list(ex.batches(None))[1].position  # two pages landed, then the process died
     assert second["next"]["params"]["page"] == 3
     server.requests.clear()
@@ -182,6 +182,15 @@ def test_gives_up_after_retry_budget(server):
         list(ex.batches(None))
     assert len(server.hits("/items")) == 3 and err.value.retryable
     assert (ex.http.requests, ex.http.retries, ex.http.statuses) == (3, 2, {"500": 1})
+
+
+def test_pages_grouped_into_batches_up_to_batch_rows(server):
+    url = server.route("/items", lambda r: Reply(body=ITEMS[(int(r.query["page"]) - 1) * 5: int(r.query["page"]) * 5]))
+    ex = ApiExtractor(api(url, pagination={"type": "page", "size": 5}, batch_rows=12))
+    batches = list(ex.batches(None))
+    assert [len(b.frame) for b in batches] == [15, 8]  # 3 pages reach 12 rows; the rest ends the pass
+    assert batches[0].position["next"]["params"]["page"] == 4 and batches[0].frame["id"].tolist() == list(range(1, 16))
+    assert batches[0].location.endswith("page=1&per_page=5")
 
 
 def test_nested_records_flattened_and_rate_limit_respected(server, warehouse):

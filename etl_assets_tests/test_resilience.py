@@ -212,7 +212,8 @@ def _what_run_monitoring_does(env: dict) -> None:
 
 def test_crash_at_every_fault_point_then_rerun_converges(tmp_path, server, pg_server):
     url = server.route("/items", pages_route(size=10))
-    spec = {"kind": "api", "url": url, "primary_key": ["id"], "pagination": {"type": "page", "size": 10}}
+    spec = {"kind": "api", "url": url, "primary_key": ["id"], "pagination": {"type": "page", "size": 10},
+            "batch_rows": 10}  # a batch per page, so there are batches to crash between
     sources = write_sources(tmp_path, {"items": spec})
     name, clean_url = _create_db(pg_server)
     try:
@@ -238,7 +239,7 @@ def test_corrupted_batches_end_in_quarantine_nothing_lost(tmp_path, server, pg_u
     url = server.route("/items", pages_route(size=10))
     sources = write_sources(tmp_path, {"items": {"kind": "api", "url": url, "primary_key": ["id"],
                                                  "columns": {"id": "integer", "name": "string"},
-                                                 "pagination": {"type": "page", "size": 10}}})
+                                                 "pagination": {"type": "page", "size": 10}, "batch_rows": 10}})
     res = cli_ingest(sources, pg_url, env={"ETL_FAULTS": "after_batch_read=corrupt@p=1; seed=3"})
     assert res.returncode == 0, res.stderr
     landed = table_rows(pg_url, "SELECT count(*) FROM items")[0][0]
@@ -305,7 +306,7 @@ def test_flaky_api_500_429_timeout_truncated_json(tmp_path, server, make_sources
 
     url = server.route("/flaky", route)
     path, _ = make_sources({"flaky": {"kind": "api", "url": url, "primary_key": ["id"], "timeout_seconds": 0.5,
-                                      "pagination": {"type": "page", "size": 10},
+                                      "pagination": {"type": "page", "size": 10}, "batch_rows": 10,
                                       "retry": {"max_retries": 4, "delay_seconds": 0.05}}})
     result = materialize(list(build_definitions(str(path)).assets),
                          resources={"warehouse": WarehouseResource(url=pg_url)})
