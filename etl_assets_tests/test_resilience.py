@@ -228,7 +228,8 @@ def test_crash_at_every_fault_point_then_rerun_converges(tmp_path, server, pg_se
             crashed = cli_ingest(sources, url_db, env={"ETL_FAULTS": f"{point}=crash@nth=4"})
             assert crashed.returncode == -signal.SIGKILL, (point, crashed.stderr)
             landed = table_rows(url_db, "SELECT count(*) FROM items")[0][0]
-            assert landed in (20, 30, 40), (point, landed)  # whole batches only
+            # whole batches only (how many depends on how far the read-ahead thread got)
+            assert landed % 10 == 0 and landed < 100, (point, landed)
             assert cli_ingest(sources, url_db).returncode == 0
             assert table_rows(url_db, "SELECT id, name FROM items ORDER BY id") == clean, point
         finally:
