@@ -96,6 +96,24 @@ def drop_db(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def timed_ingest(spec, root: Path, run_id: str, pg: bool) -> tuple:
+    """One pass of the core loop into SQLite under `root` or a fresh PostgreSQL database: (stats, wall seconds)."""
+    from etl_assets.pipeline import ingest
+    from etl_assets.warehouse import Warehouse
+
+    db, url = create_db() if pg else (None, f"sqlite:///{root / 'warehouse.db'}")
+    try:
+        wh = Warehouse(url)
+        t = time.perf_counter()
+        stats = ingest(spec, wh, run_id)
+        wall = time.perf_counter() - t
+        wh.dispose()
+    finally:
+        if db:
+            drop_db(db)
+    return stats, wall
+
+
 def dagster_home(root: Path) -> Path:
     """A local Dagster instance (SQLite storage, as `make run`), created once before any timed run."""
     home = root / "dagster_home"

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import create_db, drop_db, print_table, tempdir, write_result  # noqa: E402
+from _common import print_table, tempdir, timed_ingest, write_result  # noqa: E402
 
 
 class Server:
@@ -86,8 +86,6 @@ def main() -> int:
     args = ap.parse_args()
 
     from etl_assets.config import load_sources
-    from etl_assets.pipeline import ingest
-    from etl_assets.warehouse import Warehouse
 
     server = Server(args.calls, args.period, args.pages, args.size)
     root = tempdir("etl-bench-api-")
@@ -98,21 +96,10 @@ def main() -> int:
         "pagination": {"type": "page", "page_param": "page", "size_param": "per_page", "size": args.size},
         "rate_limit": {"calls": args.calls, "period_seconds": args.period}}}))
     spec = load_sources(str(root / "sources.yaml"))["items"]
-    db = None
-    if args.pg:
-        db, url = create_db()
-    else:
-        url = f"sqlite:///{root / 'warehouse.db'}"
     try:
-        wh = Warehouse(url)
-        t = time.perf_counter()
-        stats = ingest(spec, wh, "bench-api")
-        wall = time.perf_counter() - t
-        wh.dispose()
+        stats, wall = timed_ingest(spec, root, "bench-api", args.pg)
     finally:
         server.httpd.shutdown()
-        if db:
-            drop_db(db)
     n = len(server.times)
     # the limit allows `calls` at once, then `calls` per period: the fastest possible run of n requests
     best = max(0.0, (n - args.calls) / args.calls * args.period)

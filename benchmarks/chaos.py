@@ -1,7 +1,7 @@
 """Chaos benchmark: kill -9 an ingest at random moments, rerun, count lost and duplicated rows; then the shared
 rate limit under 4 concurrent processes.
 
-    python benchmarks/chaos.py [--trials 100] [--rows 20000] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    python benchmarks/chaos.py [--trials 100] [--rows 20000]     (PostgreSQL: ETL_BENCH_PG_URL, see _common.py)
 
 Each trial: a fresh table, `etl-assets ingest` of a multi-batch CSV (no primary key: rows are keyed by their
 position, so a batch read twice or skipped shows up as a duplicate or a loss), SIGKILL at a random moment, a
@@ -20,30 +20,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import yaml
+from _common import create_db, drop_db
 
 ROOT = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
-def make_db(admin: str) -> tuple[str, str]:
-    name = f"etl_chaos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return name, admin.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_db(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def kill_trials(admin: str, trials: int, rows: int, seed: int, work: Path) -> dict:
+def kill_trials(trials: int, rows: int, seed: int, work: Path) -> dict:
     csv = work / "big.csv"
     with csv.open("w") as f:
         f.write("id,name,amount\n")
@@ -51,7 +39,7 @@ def kill_trials(admin: str, trials: int, rows: int, seed: int, work: Path) -> di
     sources = work / "sources.yaml"
     sources.write_text(yaml.safe_dump({"big": {"kind": "csv", "path": str(csv), "chunk_rows": 1000,
                                                "columns": {"id": "integer", "name": "string", "amount": "float"}}}))
-    name, url = make_db(admin)
+    name, url = create_db("etl_chaos")
     from etl_assets.warehouse import Warehouse
 
     Warehouse(url).dispose()  # the system tables exist before the first kill
@@ -87,11 +75,11 @@ def kill_trials(admin: str, trials: int, rows: int, seed: int, work: Path) -> di
             print(f"  trial {t + 1:3d}: killed with {landed:6d} rows landed, checkpoint {done:6d}; "
                   f"after rerun {total} rows, {distinct} distinct", flush=True)
     finally:
-        drop_db(admin, name)
+        drop_db(name)
     return out
 
 
-def rate_limit_trial(admin: str, calls: int, period: float, processes: int, work: Path) -> dict:
+def rate_limit_trial(calls: int, period: float, processes: int, work: Path) -> dict:
     times: list[float] = []
     items = [{"id": i} for i in range(1, 201)]
 
@@ -115,7 +103,7 @@ def rate_limit_trial(admin: str, calls: int, period: float, processes: int, work
     sources.write_text(yaml.safe_dump({"api": {
         "kind": "api", "url": f"http://127.0.0.1:{srv.server_address[1]}/items", "primary_key": ["id"],
         "pagination": {"type": "page", "size": 10}, "rate_limit": {"calls": calls, "period_seconds": period}}}))
-    name, url = make_db(admin)
+    name, url = create_db("etl_chaos")
     try:  # the processes ingest the same source, so they draw from its one budget
         procs = [subprocess.Popen([str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(processes)]
@@ -123,7 +111,7 @@ def rate_limit_trial(admin: str, calls: int, period: float, processes: int, work
             p.wait()
     finally:
         srv.shutdown()
-        drop_db(admin, name)
+        drop_db(name)
     times.sort()
     worst = max(sum(1 for u in times if t <= u < t + period) for t in times)
     rate = (len(times) - 1) / (times[-1] - times[0])
@@ -137,14 +125,13 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--pg", default=os.environ.get("ETL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = ap.parse_args()
     work = ROOT / "results" / "chaos-work"
     work.mkdir(parents=True, exist_ok=True)
     print(f"kill -9 trials: {args.trials} x {args.rows} rows")
-    kills = kill_trials(args.pg, args.trials, args.rows, args.seed, work)
+    kills = kill_trials(args.trials, args.rows, args.seed, work)
     print("rate limit: 4 processes, 10 calls per 1 s")
-    rate = rate_limit_trial(args.pg, 10, 1.0, 4, work)
+    rate = rate_limit_trial(10, 1.0, 4, work)
     print()
     print(f"{'trials':>8} {'mid-load':>9} {'cp!=rows':>9} {'lost':>6} {'duplicated':>11}")
     print(f"{kills['trials']:>8} {kills['killed_mid_load']:>9} {kills['checkpoint_mismatch']:>9} {kills['lost']:>6} "

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import create_db, drop_db, print_table, tempdir, write_result  # noqa: E402
+from _common import print_table, tempdir, timed_ingest, write_result  # noqa: E402
 
 
 def generate(path: Path, n: int) -> None:
@@ -40,28 +39,13 @@ def main() -> int:
     import yaml
 
     from etl_assets.config import load_sources
-    from etl_assets.pipeline import ingest
-    from etl_assets.warehouse import Warehouse
 
     root = tempdir("etl-bench-feed-")
     feed = root / "feed.xml"
     generate(feed, args.entries)
     (root / "sources.yaml").write_text(yaml.safe_dump({"news": {"kind": "rss", "url": str(feed)}}))
     spec = load_sources(str(root / "sources.yaml"))["news"]
-    db = None
-    if args.pg:
-        db, url = create_db()
-    else:
-        url = f"sqlite:///{root / 'warehouse.db'}"
-    try:
-        wh = Warehouse(url)
-        t = time.perf_counter()
-        stats = ingest(spec, wh, "bench-feed")
-        wall = time.perf_counter() - t
-        wh.dispose()
-    finally:
-        if db:
-            drop_db(db)
+    stats, wall = timed_ingest(spec, root, "bench-feed", args.pg)
     size_mb = feed.stat().st_size / 2**20
     result = {"entries": args.entries, "size_mb": size_mb, "processed": stats.processed, "inserted": stats.inserted,
               "wall_seconds": wall, "entries_per_second": stats.processed / wall,

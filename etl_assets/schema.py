@@ -27,6 +27,15 @@ def _is_null_word(v: object) -> bool:
     return isinstance(v, str) and v.strip().casefold() in NULL_STRINGS
 
 
+def _numeric(num: pd.Series, null: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """Parsed numbers as Int64/Float64, and the mask of values that are not numbers (or not whole, for integer)."""
+    bad = ~null & num.isna()
+    if kind == "integer":
+        bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
+        return num.where(~bad & ~null).astype("Int64"), bad
+    return num.where(~bad & ~null).astype("Float64"), bad
+
+
 def infer_schema(frame: pd.DataFrame, sample_rows: int = 1000) -> dict[str, str]:
     """The schema a first load pins: for each column the narrowest type every sampled value fits."""
     head = frame.head(sample_rows)
@@ -63,11 +72,7 @@ def _coerce_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     if kind in ("integer", "float"):
         stripped = obj.where(null | obj.map(lambda v: not isinstance(v, str)), obj.astype(str).str.strip())
         num = pd.to_numeric(stripped.where(~null, None), errors="coerce")
-        bad = ~null & num.isna()
-        if kind == "integer":
-            bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
-            return num.where(~bad & ~null).astype("Int64"), bad
-        return num.where(~bad & ~null).astype("Float64"), bad
+        return _numeric(num, null, kind)
     if kind == "boolean":
         def to_bool(v: object) -> object:
             if isinstance(v, bool | np.bool_):
@@ -135,11 +140,7 @@ def _coerce_text_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series
             again = pd.to_numeric(text.where(~words), errors="coerce")
             num = num.astype("float64") if num.dtype.kind in "iu" else num
             num[miss] = again.to_numpy(dtype="float64", na_value=np.nan)
-        bad = ~null & num.isna()
-        if kind == "integer":
-            bad |= ~null & num.notna() & (num != np.floor(num.fillna(0)))
-            return num.where(~bad & ~null).astype("Int64"), bad
-        return num.where(~bad & ~null).astype("Float64"), bad
+        return _numeric(num, null, kind)
     if kind == "boolean":
         vals = col.map(_BOOL_FAST)
         miss = ~null & vals.isna()
