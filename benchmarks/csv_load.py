@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -169,9 +170,7 @@ def main() -> int:
         if not args.keep:
             for name in dbs:
                 drop_db(name)
-            csv.unlink(missing_ok=True)
-            for f in (root / "drop").glob("*"):
-                f.unlink()
+            shutil.rmtree(root, ignore_errors=True)  # the CSV, both Dagster homes, the SQLite file
 
     n = args.rows
     rows_out = []
