@@ -131,6 +131,10 @@ def test_two_runs_of_one_source_never_run_its_step_at_once(tmp_path, server, pg_
     env = _dagster_env(tmp_path, dagster_db, ETL_SOURCES=str(sources), ETL_WAREHOUSE_URL=pg_url)
     # one process creates the instance's schema first: two fresh processes would race on it
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, capture_output=True, check=True)
+    # and sets the pool's limit: Dagster creates a pool's row on first use, and two runs doing so at the same
+    # instant collide on its unique key (UniqueViolation in initialize_concurrency_limit_to_default)
+    subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "etl/slow", "1"], env=env,
+                   capture_output=True, check=True)
     cmd = [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_slow"]
     procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]
