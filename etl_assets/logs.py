@@ -27,12 +27,6 @@ def event_fields(event: str, **fields: Any) -> dict[str, Any]:
     return {"event": event, **fields}
 
 
-def log_event(logger: logging.Logger, event: str, message: str, *args: Any, level: int = logging.INFO,
-              **fields: Any) -> None:
-    """One structured line: `log_event(log, "run_finished", "source %s: done", name, source=name, inserted=3)`."""
-    logger.log(level, message, *args, extra=event_fields(event, **fields))
-
-
 def bind(**fields: Any) -> contextvars.Token:
     """Bind fields (source, run_id) to every line logged in this context until `unbind(token)`."""
     return _CONTEXT.set({**_CONTEXT.get(), **fields})

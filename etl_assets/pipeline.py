@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,9 +140,8 @@ def read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
 class Ingest:
     """Run one source to the end of its input, committing batch by batch."""
 
-    def __init__(self, spec: Any, warehouse: Warehouse, run_id: str,
-                 on_batch: Callable[[IngestStats], None] | None = None):
-        self.spec, self.wh, self.run_id, self.on_batch = spec, warehouse, run_id, on_batch
+    def __init__(self, spec: Any, warehouse: Warehouse, run_id: str):
+        self.spec, self.wh, self.run_id = spec, warehouse, run_id
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
         location = spec.path if isinstance(spec, CsvSource) else spec.url
@@ -229,11 +228,12 @@ class Ingest:
         if dup:
             raise SourceError(spec.name, batch.location, f"duplicate column names {dup}",
                               "rename the columns in the source or use `column_map`")
-        table, rows, quarantined, events = None, pd.DataFrame(), [], []
+        table, rows, quarantined, events, state = None, pd.DataFrame(), [], [], None
         rec = self.reconciler
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
             frame, events = fit.frame, fit.events
+            state = rec.state() if fit.changed else None  # once per header, not per batch
             schema = dict(rec.schema)
             table = self.wh.ensure_table(spec.table_name, schema, self.key)
             if self.key == [ROW_ID]:
@@ -249,7 +249,7 @@ class Ingest:
         quarantined += _rejected_rows(batch)
         result = self.wh.load(source=spec.name, table=table, key=self.key, rows=rows, quarantined=quarantined,
                               position=batch.position, run_id=self.run_id, location=batch.location,
-                              schema=rec.state(), drift_events=events)
+                              schema=state, drift_events=events)
         stats.drift_events += len(events)
         stats.batches += 1
         stats.processed += len(frame) + len(batch.rejected)
@@ -271,9 +271,7 @@ class Ingest:
                  extra=event_fields("batch_loaded", source=spec.name, run_id=self.run_id, location=batch.location,
                                     batch=stats.batches, records=len(frame), records_inserted=result.inserted,
                                     records_updated=result.updated, records_failed=result.quarantined))
-        if self.on_batch:
-            self.on_batch(stats)
 
 
-def ingest(spec: Any, warehouse: Warehouse, run_id: str, **kw: Any) -> IngestStats:
-    return Ingest(spec, warehouse, run_id, **kw).run()
+def ingest(spec: Any, warehouse: Warehouse, run_id: str) -> IngestStats:
+    return Ingest(spec, warehouse, run_id).run()

@@ -44,6 +44,7 @@ class Reconciled:
     frame: pd.DataFrame  # columns renamed to the expected names
     events: list[dict[str, Any]]  # drift events to record with this batch
     blocked: str | None = None  # a reason to quarantine the whole batch (drift.on_missing_required: quarantine)
+    changed: bool = False  # schema, accepted renames or profiles moved: persist them with this batch
 
 
 def required_columns(spec: Any) -> list[str]:
@@ -93,7 +94,7 @@ class Reconciler:
             self.schema = infer_schema(frame)
             log.info("source %s: inferred schema %s", self.spec.name, self.schema)
             self._learn_profiles(frame)
-            return Reconciled(frame, [])
+            return Reconciled(frame, [], changed=True)
         header = tuple(str(c) for c in frame.columns)
         first = header not in self.reports
         if first:
@@ -132,7 +133,7 @@ class Reconciler:
                                 m.observed, location, m.expected, m.confidence)
                     self.accepted[m.observed] = m.expected  # remembered: the same header will not alert again
             self._learn_profiles(frame)
-        return Reconciled(frame, events, blocked)
+        return Reconciled(frame, events, blocked, changed=first)
 
     def _learn_profiles(self, frame: pd.DataFrame) -> None:
         head = frame.head(SAMPLE_ROWS)
