@@ -12,7 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +138,57 @@ def read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
         stop.set()
 
 
+@contextmanager
+def write_behind(commit: Callable[[Any], None]) -> Iterator[Callable[[Any], None]]:
+    """Commit items on a writer thread while the caller prepares the next one: typing batch N+1 (Python, holding
+    the GIL) overlaps the database's work on batch N (psycopg and sqlite3 release the GIL while they wait). Items
+    commit one at a time and in order, so the checkpoint still moves batch by batch. When the caller fails, what
+    it handed over before still commits (as it would have without the thread); a commit's error is raised at
+    the next hand-over or on leaving the block."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while (item := q.get()) is not _DONE:
+            if not failed:
+                try:
+                    commit(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+                    failed.append(exc)
+            q.task_done()
+        q.task_done()
+
+    def hand_over(item: Any) -> None:
+        if failed:
+            raise failed[0]
+        q.put(item)
+
+    writer = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="etl-write-behind",
+                              daemon=True)
+    writer.start()
+    try:
+        yield hand_over
+    finally:
+        q.put(_DONE)
+        writer.join()
+    if failed:
+        raise failed[0]
+
+
+@dataclass
+class _Prepared:
+    batch: Batch
+    processed: int
+    table: Any = None
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quarantined: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    state: Any = None
+    duplicate_keys: int = 0
+    schema: dict[str, str] = field(default_factory=dict)
+    drift: list[DriftReport] = field(default_factory=list)
+
+
 class Ingest:
     """Run one source to the end of its input, committing batch by batch."""
 
@@ -164,10 +216,10 @@ class Ingest:
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
             checkpoint = self.wh.checkpoint(spec.name)
             stats.checkpoint = checkpoint
-            for batch in read_ahead(extractor.batches(checkpoint)):
-                faults.hit("after_batch_read", batch)
-                self._land(batch)
-                faults.hit("after_commit")
+            with write_behind(self._commit) as land:
+                for batch in read_ahead(extractor.batches(checkpoint)):
+                    faults.hit("after_batch_read", batch)
+                    land(self._prepare(batch))
             status, error = "success", None
         except DriftBlocked as exc:
             status, error = "failure", str(exc)
@@ -220,57 +272,66 @@ class Ingest:
         if http.limiter is not None:
             s.rate_limit_waits, s.rate_limit_wait_seconds = http.limiter.waits, round(http.limiter.waited_seconds, 3)
 
-    def _land(self, batch: Batch) -> None:
-        spec, stats = self.spec, self.stats
+    def _prepare(self, batch: Batch) -> _Prepared:
+        """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""
+        spec = self.spec
         frame = batch.frame
         frame = frame.rename(columns={c: column_name(c) for c in frame.columns})  # column_map: see reconcile
         dup = list(frame.columns[frame.columns.duplicated()])
         if dup:
             raise SourceError(spec.name, batch.location, f"duplicate column names {dup}",
                               "rename the columns in the source or use `column_map`")
-        table, rows, quarantined, events, state = None, pd.DataFrame(), [], [], None
+        out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
-            frame, events = fit.frame, fit.events
-            state = rec.state() if fit.changed else None  # once per header, not per batch
+            frame, out.events = fit.frame, fit.events
+            out.state = rec.state() if fit.changed else None  # once per header, not per batch
             schema = dict(rec.schema)
-            table = self.wh.ensure_table(spec.table_name, schema, self.key)
+            out.table = self.wh.ensure_table(spec.table_name, schema, self.key)
             if self.key == [ROW_ID]:
                 frame = frame.assign(**{ROW_ID: _row_ids(batch)})
                 schema = {ROW_ID: "string", **schema}
             if fit.blocked:  # drift.on_missing_required: quarantine - the whole batch, with the reason
-                bad = frame.assign(_reason=fit.blocked)
-                quarantined = _quarantine_rows(batch, bad)
+                out.quarantined = _quarantine_rows(batch, frame.assign(_reason=fit.blocked))
             else:
                 coerced = coerce(frame, schema, self.key)
-                rows, quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
-                stats.duplicate_keys += int(rows.duplicated(subset=self.key).sum())
-        quarantined += _rejected_rows(batch)
-        result = self.wh.load(source=spec.name, table=table, key=self.key, rows=rows, quarantined=quarantined,
+                out.rows, out.quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
+                out.duplicate_keys = int(out.rows.duplicated(subset=self.key).sum())
+        out.quarantined += _rejected_rows(batch)
+        out.schema = dict(rec.schema or {})
+        out.drift = [r for _, r in rec.reports.values()]
+        return out
+
+    def _commit(self, p: _Prepared) -> None:
+        """Land a prepared batch in one transaction (writer thread), then count it."""
+        spec, stats, batch = self.spec, self.stats, p.batch
+        result = self.wh.load(source=spec.name, table=p.table, key=self.key, rows=p.rows, quarantined=p.quarantined,
                               position=batch.position, run_id=self.run_id, location=batch.location,
-                              schema=state, drift_events=events)
-        stats.drift_events += len(events)
+                              schema=p.state, drift_events=p.events)
+        stats.drift_events += len(p.events)
+        stats.duplicate_keys += p.duplicate_keys
         stats.batches += 1
-        stats.processed += len(frame) + len(batch.rejected)
+        stats.processed += p.processed
         stats.inserted += result.inserted
         stats.updated += result.updated
         stats.failed += result.quarantined
         stats.checkpoint = batch.position
-        stats.schema = dict(rec.schema or {})
-        stats.drift = [r for _, r in rec.reports.values()]
-        self._log_drift(events, batch.location)
+        stats.schema, stats.drift = p.schema, p.drift
+        self._log_drift(p.events, batch.location)
         if result.quarantined:
             log.warning("source %s: %d row(s) of %s quarantined, first: %s", spec.name, result.quarantined,
-                        batch.location, quarantined[0]["reason"],
+                        batch.location, p.quarantined[0]["reason"],
                         extra=event_fields("quarantine", source=spec.name, run_id=self.run_id,
                                            location=batch.location, records_failed=result.quarantined,
-                                           reason=quarantined[0]["reason"]))
+                                           reason=p.quarantined[0]["reason"]))
+        records = p.processed - len(batch.rejected)
         log.info("source %s: batch %d from %s: %d rows, %d inserted, %d updated", spec.name, stats.batches,
-                 batch.location, len(frame), result.inserted, result.updated,
+                 batch.location, records, result.inserted, result.updated,
                  extra=event_fields("batch_loaded", source=spec.name, run_id=self.run_id, location=batch.location,
-                                    batch=stats.batches, records=len(frame), records_inserted=result.inserted,
+                                    batch=stats.batches, records=records, records_inserted=result.inserted,
                                     records_updated=result.updated, records_failed=result.quarantined))
+        faults.hit("after_commit")
 
 
 def ingest(spec: Any, warehouse: Warehouse, run_id: str) -> IngestStats:
