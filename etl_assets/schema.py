@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .drift import NULL_STRINGS, infer_type
 
@@ -120,9 +122,69 @@ def _text_null(col: pd.Series) -> pd.Series:
     return (col.isna() | (col == "")).astype(bool)
 
 
-def _coerce_text_column(col: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """The vectorised twin of `_coerce_column` for a column of strings: parse everything at C speed first, and
-    only look again (strip, null words, slower formats) at the few values the first pass could not read."""
+# Arrow parses these spellings exactly as the pandas path below does; any other value sends the column there.
+_CANONICAL = {
+    "integer": (r"^-?[0-9]{1,18}$", pa.int64()),
+    "float": (r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$", pa.float64()),
+    "boolean": (r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$", pa.bool_()),
+    "timestamp": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})$",
+                  pa.timestamp("us", tz="UTC")),
+    "date": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", pa.date32()),
+}
+
+
+def arrow_text(col: pd.Series) -> pa.Array | None:
+    """A column of strings as an Arrow array: zero-copy for pandas' Arrow-backed `str` dtype (what read_csv gives
+    with dtype=str); None when it holds values that are not strings."""
+    try:
+        if isinstance(col.array, pd.arrays.ArrowStringArray):
+            arr = pa.array(col.array)
+            return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        return pa.array(col.to_numpy(dtype=object, na_value=None), type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowException, TypeError):
+        return None
+
+
+def _arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
+    """The whole column typed by Arrow's C++ casts when every value is spelled canonically (the usual case for
+    machine-written files); None otherwise, and the column takes the general path."""
+    if kind not in _CANONICAL:
+        return None
+    pattern, target = _CANONICAL[kind]
+    arr = arrow_text(col)
+    if arr is None:
+        return None
+    arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
+    if pc.all(pc.match_substring_regex(arr, pattern), skip_nulls=True).as_py() is False:
+        return None
+    try:
+        typed = pc.cast(arr, target)
+    except pa.ArrowException:  # e.g. a day 2024-02-30: the general path names the value
+        return None
+    mask = pc.is_null(typed).to_numpy(zero_copy_only=False)
+    if kind in ("integer", "float", "boolean"):
+        values = pc.fill_null(typed, False if kind == "boolean" else 0).to_numpy(zero_copy_only=False)
+        cls = {"integer": pd.arrays.IntegerArray, "float": pd.arrays.FloatingArray,
+               "boolean": pd.arrays.BooleanArray}[kind]
+        return pd.Series(cls(values, mask), index=col.index)
+    if kind == "date":  # naive datetime64 at midnight, as `_as_date` gives
+        typed = pc.cast(typed, pa.timestamp("us"))
+    return typed.to_pandas().set_axis(col.index)
+
+
+def _coerce_text_column(col: pd.Series, kind: str, fast: bool = True) -> tuple[pd.Series, pd.Series]:
+    """The vectorised twin of `_coerce_column` for a column of strings: Arrow first when every value is spelled
+    canonically; else parse everything at C speed, and only look again (strip, null words, slower formats) at
+    the few values the first pass could not read."""
+    typed = _arrow_fast(col, kind) if fast else None
+    if typed is not None:
+        return typed, pd.Series(False, index=col.index)
+    if kind == "string" and fast and (arr := arrow_text(col)) is not None:  # NULL: missing or ""; NUL bytes: bad
+        null = pc.or_kleene(pc.is_null(arr), pc.equal(arr, "")).to_numpy(zero_copy_only=False)
+        nul = pc.fill_null(pc.match_substring(arr, "\x00"), False).to_numpy(zero_copy_only=False)
+        values = arr.to_numpy(zero_copy_only=False)
+        values[null] = None
+        return pd.Series(values, index=col.index, dtype=object), pd.Series(nul, index=col.index)
     null = _text_null(col)
     if kind in ("string", "json"):
         obj = col.astype(object).where(~null, None)

@@ -1,0 +1,132 @@
+"""The fast paths give what the general paths give: Arrow's typing of canonical spellings, the binary COPY
+payload, and the anti-join upsert on a table that already holds rows."""
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from etl_assets import copy_binary
+from etl_assets.config import CsvSource
+from etl_assets.pipeline import ingest
+from etl_assets.schema import _arrow_fast, _coerce_text_column, coerce
+from etl_assets.warehouse import _pg_copy_text
+
+CANONICAL = {
+    "integer": ["1", "-2", None, "", "007", "-9007199254740991", "0"],
+    "float": ["1.5", "2", ".5", None, "1e3", "-0.000123", "5.", "6859.71", "1.7976931348623157e308"],
+    "boolean": ["true", "FALSE", "True", "1", "0", None, ""],
+    "timestamp": ["2024-12-10T21:22:02Z", "2024-12-10 21:22:02+01:00", None, "2024-12-10T21:22:02.123456Z", "",
+                  "1999-12-31T23:59:59.5-0530", "2024-12-10T21:22Z"],
+    "date": ["2024-12-10", None, "1970-01-01", "", "2024-02-29", "1899-12-31"],
+}
+# spellings Arrow would read differently from the general path (or not at all): the column must not take it
+NOT_CANONICAL = {"integer": ["0x10", "+5", " 5", "5.0", "99999999999999999999"], "float": ["nan", "inf", " 1", "1_000"],
+                 "boolean": ["yes", "t", " true"], "timestamp": ["2024-12-10T21:22:02", "2024-12-10", "x"],
+                 "date": ["2024-02-30", "2024-2-1", "2024-12-10T00:00:00Z"]}
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+@pytest.mark.parametrize("kind", sorted(CANONICAL))
+def test_arrow_types_canonical_values_as_the_general_path_does(kind, dtype):
+    col = pd.Series(CANONICAL[kind], index=range(10, 10 + len(CANONICAL[kind])), dtype=dtype)
+    fast = _arrow_fast(col, kind)
+    assert fast is not None, f"{kind}: canonical values should take the Arrow path"
+    general, bad = _coerce_text_column(col, kind, fast=False)
+    assert not bad.any()
+    pd.testing.assert_series_equal(fast, general)
+
+
+def test_arrow_keeps_every_digit_of_a_large_integer():
+    # the general path reads numbers through float64 when a column has gaps; Arrow reads int64 itself
+    col = pd.Series(["922337203685477580", None, "-900719925474099313"], dtype=object)
+    assert _arrow_fast(col, "integer").tolist()[::2] == [922337203685477580, -900719925474099313]
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_CANONICAL))
+def test_other_spellings_take_the_general_path(kind):
+    for value in NOT_CANONICAL[kind]:
+        col = pd.Series([CANONICAL[kind][0], value], dtype=object)
+        assert _arrow_fast(col, kind) is None, f"{kind}: {value!r} must not be typed by Arrow"
+    # and the general path still decides: a hex "integer" is quarantined, "NA"-like words are NULL
+    got = coerce(pd.DataFrame({"id": ["1", "2", "3"], "n": ["0x10", "nan", "7"]}), {"id": "integer", "n": "integer"})
+    assert list(got.bad["_reason"]) == ["column 'n': '0x10' is not a valid integer"]
+    assert got.good["n"].tolist() == [None, 7] or got.good["n"].isna().tolist() == [True, False]
+
+
+def test_string_column_nulls_and_nul_bytes():
+    col = pd.Series(["a", "", None, "b\x00c", " padded "], dtype="str")
+    values, bad = _coerce_text_column(col, "string")
+    assert values.tolist() == ["a", None, None, "b\x00c", " padded "]
+    assert bad.tolist() == [False, False, False, True, False]
+    assert values.dtype == object
+
+
+TYPES = {"i": "bigint", "f": "double precision", "b": "boolean", "ts": "timestamptz", "d": "date", "s": "text"}
+ENCODINGS = {"i": "int8", "f": "float8", "b": "bool", "ts": "timestamptz", "d": "date", "s": "text"}
+
+
+def _typed_frame() -> pd.DataFrame:
+    ts = pd.to_datetime(["2024-01-02T03:04:05.123456Z", None, "1969-07-20T20:17:40Z", "2262-04-11T00:00:00Z",
+                         "2000-01-01T00:00:00Z"], utc=True, format="ISO8601")
+    frame = pd.DataFrame({
+        "i": pd.array([1, None, -9223372036854775808, 9223372036854775807, 0], dtype="Int64"),
+        "f": pd.array([1.5, None, -0.0, 1e-300, 6859.71], dtype="Float64"),
+        "b": pd.array([True, None, False, True, False], dtype="boolean"),
+        "ts": ts,
+        "d": pd.to_datetime(["2024-02-29", None, "1899-12-31", "2000-01-01", "1999-12-31"]),
+        "s": ["plain", None, "tab\tnew\nline \\ back", "ünïcødé ✓ 𝄞", "x" * 70_000],
+    }, index=[5, 6, 7, 8, 9])
+    return frame.iloc[1:]  # sliced, as a batch with quarantined rows removed is (offsets no longer start at 0)
+
+
+def test_binary_copy_lands_what_the_text_format_lands(pg_url):
+    frame = _typed_frame()
+    payload = copy_binary.encode(frame, ENCODINGS)
+    assert payload is not None and payload.startswith(b"PGCOPY\n\xff\r\n\x00") and payload.endswith(b"\xff\xff")
+    text = _pg_copy_text(frame, {"i": "integer", "f": "float", "b": "boolean", "ts": "timestamp", "d": "date",
+                                 "s": "string"})
+    cols = ", ".join(f"{c} {t}" for c, t in TYPES.items())
+    with psycopg.connect(pg_url) as conn, conn.cursor() as cur:
+        for name, data, options in (("via_binary", payload, "FORMAT binary"), ("via_text", text, "NULL ''")):
+            cur.execute(f"CREATE TABLE {name} (n serial, {cols})")
+            with cur.copy(f"COPY {name} ({', '.join(TYPES)}) FROM STDIN ({options})") as copy:
+                copy.write(data)
+        binary = cur.execute("SELECT * FROM via_binary ORDER BY n").fetchall()
+        texted = cur.execute("SELECT * FROM via_text ORDER BY n").fetchall()
+    assert binary == texted
+    assert len(binary) == 4
+    assert binary[0][1:] == (None,) * 6  # the all-NULL row
+    assert binary[1][1] == -9223372036854775808 and binary[1][6] == "tab\tnew\nline \\ back"
+    assert str(binary[2][5]) == "2000-01-01" and binary[2][2] == 1e-300 and binary[2][6] == "ünïcødé ✓ 𝄞"
+    assert len(binary[3][6]) == 70_000
+
+
+def test_binary_encoder_declines_what_it_cannot_encode():
+    frame = pd.DataFrame({"s": ["a", 1]}, dtype=object)  # not all text: the text format's general path
+    assert copy_binary.encode(frame, {"s": "text"}) is None
+    assert copy_binary.encode(pd.DataFrame({"j": ['{"a": 1}']}), {"j": None}) is None  # jsonb: text format
+    assert copy_binary.encode(pd.DataFrame({"i": np.array([1.5])}), {"i": "int8"}) is None  # dtype mismatch
+
+
+def test_upsert_counts_on_a_table_that_already_holds_rows(tmp_path, warehouse):
+    """Batches land against a growing table: new keys are inserted, changed rows updated, unchanged left."""
+    wh = warehouse
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    spec = CsvSource(name="acc", kind="csv", path=str(drop / "*.csv"), primary_key=["id"], chunk_rows=300,
+                     columns={"id": "integer", "v": "string", "amount": "float"})
+    rows = "\n".join(f"{i},v{i},{i / 4}" for i in range(1, 1001))
+    (drop / "a.csv").write_text("id,v,amount\n" + rows + "\n")
+    first = ingest(spec, wh, "r1")
+    assert (first.inserted, first.updated, first.batches) == (1000, 0, 4)
+    # a second file: 200 keys already there (100 changed, 100 the same) and 500 new ones
+    changed = "\n".join(f"{i},v{i}{'x' if i % 2 else ''},{i / 4}" for i in range(801, 1001))
+    new = "\n".join(f"{i},v{i},{i / 4}" for i in range(1001, 1501))
+    (drop / "b.csv").write_text("id,v,amount\n" + changed + "\n" + new + "\n")
+    second = ingest(spec, wh, "r2")
+    assert (second.inserted, second.updated, second.unchanged) == (500, 100, 100)
+    with wh.engine.connect() as c:
+        got = c.exec_driver_sql("SELECT count(*), count(*) FILTER (WHERE _etl_run_id = 'r2'), "
+                                "count(*) FILTER (WHERE v <> 'v' || CAST(id AS TEXT)) FROM acc").one()
+    assert tuple(got) == (1500, 600, 100)
