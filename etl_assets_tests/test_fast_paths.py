@@ -1,6 +1,8 @@
 """The fast paths give what the general paths give: Arrow's typing of canonical spellings, the binary COPY
 payload, and the anti-join upsert on a table that already holds rows."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import psycopg
@@ -130,3 +132,63 @@ def test_upsert_counts_on_a_table_that_already_holds_rows(tmp_path, warehouse):
         got = c.exec_driver_sql("SELECT count(*), count(*) FILTER (WHERE _etl_run_id = 'r2'), "
                                 "count(*) FILTER (WHERE v <> 'v' || CAST(id AS TEXT)) FROM acc").one()
     assert tuple(got) == (1500, 600, 100)
+
+
+def _batches(spec: CsvSource, arrow: bool, monkeypatch) -> list:
+    from etl_assets.extract import csv as csv_mod
+
+    monkeypatch.setattr(csv_mod, "ARROW_MIN_BYTES", 0 if arrow else 1 << 62)
+    out = []
+    for b in csv_mod.CsvExtractor(spec).batches(None):
+        frame = b.frame.astype(object).where(b.frame.notna(), None)
+        out.append((frame.to_dict("split"), b.position, b.rejected))
+    return out
+
+
+def _messy_csv(path, rows: int, ragged_at: int | None = None) -> None:
+    lines = ["\ufeffid,name,note,amount"]
+    for i in range(1, rows + 1):
+        if i == ragged_at:
+            lines.append(f"{i},too,many,fields,here")  # pandas rejects it with its line number
+            continue
+        note = {0: '"multi\nline, with ""quotes"""', 1: "", 2: "ünïcødé ✓", 3: '"  padded  "'}[i % 4]
+        lines.append(f"{i},name_{i},{note},{i * 0.5 if i % 5 else ''}")
+        if i % 1000 == 0:
+            lines.append("")  # blank lines are skipped by both readers
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_arrow_reader_gives_what_pandas_gives(tmp_path, monkeypatch, caplog):
+    """Quoted newlines and quotes, a BOM, empty values, blank lines, chunk boundaries: the same frames, row
+    numbers and checkpoints from Arrow's reader as from pandas'."""
+    _messy_csv(tmp_path / "a.csv", 12_345)
+    spec = CsvSource(name="m", kind="csv", path=str(tmp_path / "a.csv"), chunk_rows=5000)
+    with caplog.at_level("DEBUG", logger="etl_assets.extract.csv"):
+        fast = _batches(spec, True, monkeypatch)
+    assert "with Arrow's parser" in caplog.text and "stopped" not in caplog.text
+    reference = _batches(spec, False, monkeypatch)
+    assert [len(f[0]["index"]) for f in fast] == [5000, 5000, 2345]
+    assert fast == reference
+    assert fast[0][0]["data"][3] == ["4", "name_4", "multi\nline, with \"quotes\"", "2.0"]
+
+
+def test_arrow_reader_hands_over_to_pandas_at_a_ragged_row(tmp_path, monkeypatch, caplog):
+    # past Arrow's first block (1 MB), so Arrow has handed out whole chunks before it meets the row
+    _messy_csv(tmp_path / "a.csv", 60_000, ragged_at=45_000)
+    spec = CsvSource(name="m", kind="csv", path=str(tmp_path / "a.csv"), chunk_rows=5000)
+    with caplog.at_level("INFO", logger="etl_assets.extract.csv"):
+        fast = _batches(spec, True, monkeypatch)
+    stopped = re.search(r"the fast reader stopped after row (\d+)", caplog.text)
+    assert stopped and 0 < int(stopped.group(1)) <= 45_000 and int(stopped.group(1)) % 5000 == 0
+    reference = _batches(spec, False, monkeypatch)
+    assert fast == reference
+    rejected = [r for f in fast for r in f[2]]
+    assert len(rejected) == 1 and "expected 4 fields, saw 5" in rejected[0][2]
+    assert sum(len(f[0]["index"]) for f in fast) == 59_999
+
+
+def test_duplicate_header_keeps_the_reference_reader(tmp_path, monkeypatch):
+    (tmp_path / "d.csv").write_text("a,a,b\n1,2,3\n")
+    spec = CsvSource(name="d", kind="csv", path=str(tmp_path / "d.csv"))
+    assert _batches(spec, True, monkeypatch) == _batches(spec, False, monkeypatch)
+    assert _batches(spec, True, monkeypatch)[0][0]["columns"] == ["a", "a.1", "b"]
