@@ -157,7 +157,7 @@ class CsvSource(_SourceBase):
     path: str = Field(..., description="A file or a glob of a drop folder, relative to the sources file.")
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="Default: detected.")
     encoding: str | None = Field(None, description="Default: detected (UTF-8, UTF-8 BOM, UTF-16, latin-1).")
-    chunk_rows: int = Field(50_000, gt=0, description="Rows per batch (one transaction each).")
+    chunk_rows: int = Field(40_000, gt=0, description="Rows per batch (one transaction each).")
 
 
 class ApiSource(_SourceBase):
