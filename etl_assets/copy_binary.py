@@ -19,8 +19,8 @@ TRAILER = b"\xff\xff"
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 
 # SQL type (as SQLAlchemy compiles it for PostgreSQL) -> the binary encoding we write for it
-SQL_TYPES = {"BIGINT": "int8", "DOUBLE PRECISION": "float8", "FLOAT(53)": "float8", "BOOLEAN": "bool", "TIMESTAMP WITH TIME ZONE": "timestamptz",
-             "DATE": "date", "TEXT": "text"}
+SQL_TYPES = {"BIGINT": "int8", "DOUBLE PRECISION": "float8", "FLOAT(53)": "float8", "BOOLEAN": "bool",
+             "TIMESTAMP WITH TIME ZONE": "timestamptz", "DATE": "date", "TEXT": "text"}
 
 
 class _Column:

@@ -150,13 +150,11 @@ def write_behind(commit: Callable[[Any], None]) -> Iterator[Callable[[Any], None
 
     def work() -> None:
         while (item := q.get()) is not _DONE:
-            if not failed:
+            if not failed:  # after a failure, later items are dropped: the checkpoint stays before them
                 try:
                     commit(item)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
                     failed.append(exc)
-            q.task_done()
-        q.task_done()
 
     def hand_over(item: Any) -> None:
         if failed:

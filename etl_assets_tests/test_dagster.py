@@ -52,7 +52,8 @@ def test_definitions_jobs_schedules_sensors():
 def test_materialize_all_assets_into_postgres(demo_api, pg_url):
     defs = _defs()
     assets = [a for a in defs.assets]
-    result = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)})
+    instance = DagsterInstance.ephemeral()
+    result = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)}, instance=instance)
     assert result.success
     md = {n: result.asset_materializations_for_node(n)[0].metadata for n in
           ("orders", "customers", "events", "releases")}
@@ -72,9 +73,13 @@ def test_materialize_all_assets_into_postgres(demo_api, pg_url):
         assert c.exec_driver_sql("SELECT count(*) FROM events WHERE amount = 'NaN'").scalar() == 0
     counts = Warehouse(pg_url).row_counts()
     assert (counts["orders"], counts["customers"], counts["events"], counts["releases"]) == (199, 60, 90, 12)
-    again = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)})
+    again = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)}, instance=instance)
     assert sum(again.asset_materializations_for_node(n)[0].metadata["records_inserted"].value
                for n in ("orders", "customers", "events", "releases")) == 0
+    # nothing inserted: the row count is carried from the last materialization, not counted again
+    assert {n: again.asset_materializations_for_node(n)[0].metadata["dagster/row_count"].value
+            for n in ("orders", "customers", "events", "releases")} == {
+        "orders": 199, "customers": 60, "events": 90, "releases": 12}
 
 
 def test_source_error_fails_the_step_with_one_line_and_no_retry(server, make_sources, pg_url):

@@ -64,6 +64,18 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
     }
 
 
+def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: IngestStats) -> int:
+    """The table's rows after the run. A run that inserted none carries the last materialization's count forward:
+    counting a 21M-row table took longer than the rest of a rerun on unchanged input."""
+    if stats.inserted == 0:
+        event = context.instance.get_latest_materialization_event(context.asset_key)
+        last = event.asset_materialization.metadata.get("dagster/row_count") if event and event.asset_materialization \
+            else None
+        if last is not None:
+            return int(last.value)
+    return wh.row_count(table)
+
+
 def build_source_asset(spec: Any) -> AssetsDefinition:
     location = spec.path if isinstance(spec, CsvSource) else spec.url
 
@@ -91,7 +103,7 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
             # Retrying a 404 or a bad file only delays the error; a dropped connection deserves the retry.
             raise Failure(description=str(exc), allow_retries=exc.retryable) from None
         yield MaterializeResult(
-            metadata=materialization_metadata(stats, wh.row_count(spec.table_name), location),
+            metadata=materialization_metadata(stats, _row_count(context, wh, spec.table_name, stats), location),
             check_results=[drift_check(stats.drift), *table_checks(spec, stats, wh, required_columns(spec))])
 
     return _source_asset
