@@ -206,7 +206,7 @@ class Ingest:
         bound = bind(source=spec.name, run_id=self.run_id)  # retries and rate-limit waits log with these
         log.info("source %s: run %s started", spec.name, self.run_id,
                  extra=event_fields("run_started", source_type=spec.kind))
-        extractor = None
+        extractor = limiter = None
         try:
             limit = getattr(spec, "rate_limit", None)
             limiter = self.wh.rate_limiter(spec.name, limit.calls, limit.period_seconds) if limit else None
@@ -229,6 +229,8 @@ class Ingest:
             status, error = "failure", str(exc)
             raise
         finally:
+            if limiter is not None:
+                limiter.close()
             self._http_stats(extractor)
             stats.duration_seconds = round(time.monotonic() - started, 3)
             self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,

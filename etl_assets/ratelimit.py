@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -36,11 +37,56 @@ class RateLimiter:
         self.waits = 0
         self.waited_seconds = 0.0
         self._lock = threading.Lock()  # threads of one process queue here before the database
+        self._db_lock = threading.Lock()  # guards the limiter's own connection (PostgreSQL)
+        self._raw: Any = None
         values = {"source": name, "calls": calls, "period_seconds": period_seconds, "updated_at": datetime.now(UTC)}
         ins = (sa.dialects.postgresql.insert if self.postgres else sa.dialects.sqlite.insert)(limits).values(**values)
         with engine.begin() as conn:
             conn.execute(ins.on_conflict_do_update(index_elements=["source"],
                                                    set_={k: v for k, v in values.items() if k != "source"}))
+
+    def _pg(self) -> Any:
+        """PostgreSQL: the limiter's own connection, in autocommit with explicit transactions. Through the pool a
+        request cost 13 round trips (a ping and a BEGIN per checkout, the clock apart); here a grant costs five and
+        a release one. A slot is visible to every worker the moment it commits; its durability across a server
+        crash can wait for the WAL writer (such a crash restarts every worker), hence no fsync per slot."""
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+            self._raw.driver_connection.autocommit = True
+            self._raw.driver_connection.execute("SET synchronous_commit = off")
+        return self._raw.driver_connection
+
+    def _drop_connection(self) -> None:
+        if self._raw is not None:
+            self._raw.invalidate()  # never back to the pool: its session settings are the limiter's
+            self._raw = None
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._drop_connection()
+
+    def _try_pg(self) -> tuple[int | None, float]:
+        slots, limits = self.slots.name, self.limits.name
+        try:
+            with self._db_lock, self._pg().cursor() as cur:
+                cur.execute("BEGIN")
+                now = float(cur.execute(f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits} "
+                                        "WHERE source = %s FOR UPDATE", (self.name,)).fetchone()[0])
+                recent = [r[0] for r in cur.execute(f"SELECT done_at FROM {slots} WHERE source = %s "
+                                                    "ORDER BY done_at DESC LIMIT %s", (self.name, self.calls))]
+                if len(recent) < self.calls or recent[-1] <= now - self.period:
+                    slot = cur.execute(
+                        f"WITH gc AS (DELETE FROM {slots} WHERE source = %s AND done_at < %s) "
+                        f"INSERT INTO {slots} (source, at, done_at) VALUES (%s, %s, %s) RETURNING id",
+                        (self.name, now - self.period, self.name, now, now + IN_FLIGHT_HOLD)).fetchone()[0]
+                    taken = slot, 0.0
+                else:
+                    taken = None, recent[-1] + self.period - now
+                cur.execute("COMMIT")
+                return taken
+        except Exception:
+            self._drop_connection()  # a broken or half-done session: the next call starts a fresh one
+            raise
 
     def _now(self, conn: sa.Connection) -> float:
         if self.postgres:
@@ -67,8 +113,9 @@ class RateLimiter:
     def acquire(self) -> int:
         """Block until a request is allowed; return its slot, to `release` when the response is in."""
         waited = 0.0
+        take = self._try_pg if self.postgres else self._try
         with self._lock:
-            while (taken := self._try())[0] is None:
+            while (taken := take())[0] is None:
                 time.sleep(taken[1])
                 waited += taken[1]
         if waited:
@@ -82,5 +129,14 @@ class RateLimiter:
 
     def release(self, slot: int) -> None:
         """The response is in: the slot's window starts now."""
+        if self.postgres:
+            try:
+                with self._db_lock:
+                    self._pg().execute(f"UPDATE {self.slots.name} SET done_at = extract(epoch FROM clock_timestamp()) "
+                                       "WHERE id = %s", (slot,))
+            except Exception:
+                self._drop_connection()
+                raise
+            return
         with self.engine.begin() as conn:
             conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=self._now(conn)))

@@ -500,5 +500,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see Warehouse.__init__)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
+    # WAL's NORMAL: a commit is atomic and survives a crash of the process; only a power loss may take back the
+    # last commits, rows and checkpoint together (they share each transaction), so a rerun lands them again.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
     cur.close()
