@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from .logs import event_fields
@@ -65,28 +67,43 @@ class RateLimiter:
         with self._db_lock:
             self._drop_connection()
 
-    def _try_pg(self) -> tuple[int | None, float]:
-        slots, limits = self.slots.name, self.limits.name
+    def _on_pg(self, work: Callable[[psycopg.Connection], Any]) -> Any:
+        """Run `work` on the limiter's connection; a session lost since its last use (a restarted server, a
+        terminated backend) is replaced once. A slot the lost session may have taken only makes us slower."""
+        reused = self._raw is not None
         try:
-            with self._db_lock, self._pg().cursor() as cur:
-                cur.execute("BEGIN")
-                now = float(cur.execute(f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits} "
-                                        "WHERE source = %s FOR UPDATE", (self.name,)).fetchone()[0])
-                recent = [r[0] for r in cur.execute(f"SELECT done_at FROM {slots} WHERE source = %s "
-                                                    "ORDER BY done_at DESC LIMIT %s", (self.name, self.calls))]
-                if len(recent) < self.calls or recent[-1] <= now - self.period:
-                    slot = cur.execute(
-                        f"WITH gc AS (DELETE FROM {slots} WHERE source = %s AND done_at < %s) "
-                        f"INSERT INTO {slots} (source, at, done_at) VALUES (%s, %s, %s) RETURNING id",
-                        (self.name, now - self.period, self.name, now, now + IN_FLIGHT_HOLD)).fetchone()[0]
-                    taken = slot, 0.0
-                else:
-                    taken = None, recent[-1] + self.period - now
-                cur.execute("COMMIT")
-                return taken
-        except Exception:
-            self._drop_connection()  # a broken or half-done session: the next call starts a fresh one
-            raise
+            with self._db_lock:
+                return work(self._pg())
+        except psycopg.Error as exc:
+            self._drop_connection()  # broken, or left mid-transaction: the next call starts a fresh session
+            if not (reused and isinstance(exc, psycopg.OperationalError)):
+                raise
+            log.warning("rate limit %s: the limiter's database session was lost (%s); reconnecting", self.name,
+                        str(exc).strip().splitlines()[0])
+        with self._db_lock:
+            return work(self._pg())
+
+    def _try_pg(self) -> tuple[int | None, float]:
+        return self._on_pg(self._grant_pg)
+
+    def _grant_pg(self, conn: psycopg.Connection) -> tuple[int | None, float]:
+        slots, limits = self.slots.name, self.limits.name
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            now = float(cur.execute(f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits} "
+                                    "WHERE source = %s FOR UPDATE", (self.name,)).fetchone()[0])
+            recent = [r[0] for r in cur.execute(f"SELECT done_at FROM {slots} WHERE source = %s "
+                                                "ORDER BY done_at DESC LIMIT %s", (self.name, self.calls))]
+            if len(recent) < self.calls or recent[-1] <= now - self.period:
+                slot = cur.execute(
+                    f"WITH gc AS (DELETE FROM {slots} WHERE source = %s AND done_at < %s) "
+                    f"INSERT INTO {slots} (source, at, done_at) VALUES (%s, %s, %s) RETURNING id",
+                    (self.name, now - self.period, self.name, now, now + IN_FLIGHT_HOLD)).fetchone()[0]
+                taken = slot, 0.0
+            else:
+                taken = None, recent[-1] + self.period - now
+            cur.execute("COMMIT")
+            return taken
 
     def _now(self, conn: sa.Connection) -> float:
         if self.postgres:
@@ -130,13 +147,8 @@ class RateLimiter:
     def release(self, slot: int) -> None:
         """The response is in: the slot's window starts now."""
         if self.postgres:
-            try:
-                with self._db_lock:
-                    self._pg().execute(f"UPDATE {self.slots.name} SET done_at = extract(epoch FROM clock_timestamp()) "
-                                       "WHERE id = %s", (slot,))
-            except Exception:
-                self._drop_connection()
-                raise
+            self._on_pg(lambda conn: conn.execute(
+                f"UPDATE {self.slots.name} SET done_at = extract(epoch FROM clock_timestamp()) WHERE id = %s", (slot,)))
             return
         with self.engine.begin() as conn:
             conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=self._now(conn)))

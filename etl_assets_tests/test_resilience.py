@@ -84,6 +84,32 @@ def test_fault_rules_parse_and_fire_by_nth_and_probability():
 # -- rate limit across processes --------------------------------------------------------------------------------
 
 
+def test_rate_limiter_replaces_a_lost_database_session(pg_url, caplog):
+    """The limiter keeps its own PostgreSQL session; when the server drops it, the next grant and release
+    reconnect instead of failing the request."""
+    wh = Warehouse(pg_url)
+    limiter = wh.rate_limiter("lost", 100, 60.0)  # a long window: no slot expires during the test
+    limiter.release(limiter.acquire())
+    for step in ("acquire", "release"):
+        slot = limiter.acquire() if step == "release" else None
+        pid = limiter._pg().info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="etl_assets.ratelimit"):
+            if step == "acquire":
+                limiter.release(limiter.acquire())
+            else:
+                limiter.release(slot)
+        assert "session was lost" in caplog.text, step
+        assert limiter._pg().info.backend_pid != pid
+    with wh.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM etl_rate_limit_slots WHERE source = 'lost' "
+                                 "AND done_at < at + 60").scalar() == 3  # three requests, all released
+    limiter.close()
+    wh.dispose()
+
+
 def test_rate_limit_holds_across_four_processes(tmp_path, server, pg_url):
     calls, period = 5, 0.5
     url = server.route("/items", pages_route(size=10))
