@@ -83,10 +83,8 @@ class RateLimiter:
         with self._db_lock:
             return work(self._pg())
 
-    def _try_pg(self) -> tuple[int | None, float]:
-        return self._on_pg(self._grant_pg)
-
     def _grant_pg(self, conn: psycopg.Connection) -> tuple[int | None, float]:
+        """As `_grant_sqlite`, on the database's clock, under a row lock of the source's `etl_rate_limits` row."""
         slots, limits = self.slots.name, self.limits.name
         with conn.cursor() as cur:
             cur.execute("BEGIN")
@@ -105,19 +103,11 @@ class RateLimiter:
             cur.execute("COMMIT")
             return taken
 
-    def _now(self, conn: sa.Connection) -> float:
-        if self.postgres:
-            return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar())
-        return time.time()
-
-    def _try(self) -> tuple[int | None, float]:
-        """Take a slot: (slot id, 0), or (None, seconds until one frees up)."""
+    def _grant_sqlite(self) -> tuple[int | None, float]:
+        """Take a slot: (slot id, 0), or (None, seconds until one frees up). BEGIN IMMEDIATE is the lock."""
         s = self.slots
         with self.engine.begin() as conn:
-            if self.postgres:
-                conn.execute(sa.select(self.limits.c.source).where(self.limits.c.source == self.name)
-                             .with_for_update())
-            now = self._now(conn)
+            now = time.time()
             recent = conn.execute(sa.select(s.c.done_at).where(s.c.source == self.name)
                                   .order_by(s.c.done_at.desc()).limit(self.calls)).scalars().all()
             if len(recent) < self.calls or recent[-1] <= now - self.period:
@@ -130,7 +120,7 @@ class RateLimiter:
     def acquire(self) -> int:
         """Block until a request is allowed; return its slot, to `release` when the response is in."""
         waited = 0.0
-        take = self._try_pg if self.postgres else self._try
+        take = (lambda: self._on_pg(self._grant_pg)) if self.postgres else self._grant_sqlite
         with self._lock:
             while (taken := take())[0] is None:
                 time.sleep(taken[1])
@@ -151,4 +141,4 @@ class RateLimiter:
                 f"UPDATE {self.slots.name} SET done_at = extract(epoch FROM clock_timestamp()) WHERE id = %s", (slot,)))
             return
         with self.engine.begin() as conn:
-            conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=self._now(conn)))
+            conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=time.time()))

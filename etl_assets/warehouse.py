@@ -313,8 +313,10 @@ class Warehouse:
             cur.execute(f"CREATE TEMP TABLE _etl_stage (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP")
             with cur.copy(f"COPY _etl_stage ({', '.join(q(c) for c in data)}) FROM STDIN ({options})") as copy:
                 step = 8 << 20
+                view = memoryview(payload) if binary is not None else payload  # slices of a view copy nothing
                 for i in range(0, len(payload), step):
-                    copy.write(payload[i:i + step])
+                    copy.write(view[i:i + step])
+                del view
             del payload
             match = " AND ".join(f"{t}.{q(k)} = s.{q(k)}" for k in key)
             cur.execute(f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) "
