@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import ConfigError, load_sources
 from .logs import configure_logging
+from .redaction import redact
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -18,7 +19,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     for name, spec in specs.items():
-        where = getattr(spec, "path", None) or spec.url
+        where = getattr(spec, "path", None) or redact(spec.url)
         print(f"ok  {name:<20} {spec.kind:<4} -> table {spec.table_name:<20} {where}")
     print(f"{len(specs)} source(s) valid")
     return 0

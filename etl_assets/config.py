@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import redaction
+
 COLUMN_TYPES = ("string", "integer", "float", "boolean", "timestamp", "date", "json")
 ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date", "json"]
 
@@ -36,7 +38,10 @@ FEED_COLUMNS: dict[str, str] = {
 
 
 class ConfigError(ValueError):
-    """A sources file that cannot be used; the message names the file, source and key."""
+    """A sources file that cannot be used; the message names the file, source and key (secrets masked)."""
+
+    def __init__(self, message: str):
+        super().__init__(redaction.redact(message))
 
 
 class _Strict(BaseModel):
@@ -152,24 +157,76 @@ class _SourceBase(_Strict):
         return self
 
 
+def split_glob(path: str) -> tuple[str, str]:
+    """(root, pattern below it): the root is the longest leading run of segments without glob magic; a path
+    without magic names one file, whose root is its folder. `load_sources` fixes the root to its real path."""
+    import glob  # local: this helper is the only user
+
+    p = Path(path)
+    if not glob.has_magic(path):
+        return str(p.parent), p.name
+    parts = p.parts
+    n = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return (str(Path(*parts[:n])) if n else "."), "/".join(parts[n:])
+
+
 class CsvSource(_SourceBase):
     kind: Literal["csv"]
     path: str = Field(..., description="A file or a glob of a drop folder, relative to the sources file.")
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="Default: detected.")
     encoding: str | None = Field(None, description="Default: detected (UTF-8, UTF-8 BOM, UTF-16, latin-1).")
     chunk_rows: int = Field(40_000, gt=0, description="Rows per batch (one transaction each).")
+    follow_symlinks: bool = Field(False, description="Follow symbolic links in the drop folder, only to targets "
+                                                     "inside it; default: a link is skipped with a warning.")
+
+    @property
+    def glob_root(self) -> str:
+        """The folder the drop folder's walk starts at (real when loaded from sources.yaml)."""
+        return split_glob(self.path)[0]
+
+    @property
+    def glob_pattern(self) -> str:
+        """The part of `path` below `glob_root`, segments separated by '/'."""
+        return split_glob(self.path)[1]
 
 
-class ApiSource(_SourceBase):
+MAX_RESPONSE_BYTES = 100 << 20
+
+
+class _HttpSource(_SourceBase):
+    """What every source read over HTTP shares: the budgets of an untrusted server (README "Security")."""
+
+    timeout_seconds: float = Field(30.0, gt=0, description="Budget of one request attempt, connect to last byte.")
+    max_response_bytes: int = Field(MAX_RESPONSE_BYTES, gt=0,
+                                    description="Largest answer accepted, counted after decompression.")
+    allowed_hosts: list[str] = Field(default_factory=list,
+                                     description="Other hosts that pagination links and redirects may lead to "
+                                                 "(host, host:port, *.domain, scheme://host:port); the "
+                                                 "source's headers go to them too.")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        from .http import parse_allowed_host  # http imports this module
+
+        for entry in v:
+            parse_allowed_host(entry)
+        return v
+
+
+class ApiSource(_HttpSource):
     kind: Literal["api"]
     url: str
     records_path: str = Field("", description="Dot path to the list of records; empty: the body is the list.")
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict, description="Values may use ${ENV_VAR}; never logged.")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict,
+                                                       description="Query parameters; values may use ${ENV_VAR}.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Values may use ${ENV_VAR}; secret: never "
+                                                                      "logged, sent to no other host.")
     pagination: Pagination = NoPagination(type="none")
+    max_pages: int = Field(10_000, gt=0, description="Pages one run follows; beyond, the run lands what it read "
+                                                     "and fails (a rerun resumes).")
     rate_limit: RateLimitSpec | None = None
     incremental: IncrementalSpec | None = None
-    timeout_seconds: float = Field(30.0, gt=0)
     batch_rows: int = Field(1000, gt=0, description="Pages land together (one transaction) until this many rows.")
     batch_seconds: float = Field(5.0, gt=0, description="... or until pages have been read this long.")
 
@@ -181,10 +238,9 @@ class ApiSource(_SourceBase):
         return v
 
 
-class RssSource(_SourceBase):
+class RssSource(_HttpSource):
     kind: Literal["rss"]
     url: str = Field(..., description="http(s) URL or a local path (relative to the sources file).")
-    timeout_seconds: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _feed_defaults(self) -> RssSource:
@@ -204,11 +260,13 @@ class _File(BaseModel):
 
 
 def expand_env(value: str, *, source: str, key: str) -> str:
-    """Replace ${VAR} / ${VAR:-default}; a missing variable is an error naming the source and key."""
+    """Replace ${VAR} / ${VAR:-default}; a missing variable is an error naming the source and key. Every value
+    taken from the environment is registered as a secret (a plain base URL in `url` excepted)."""
 
     def sub(m: re.Match[str]) -> str:
         var, default = m.group(1), m.group(2)
         if var in os.environ:
+            redaction.register_variable(var, os.environ[var], address_ok=key == "url" and m.start() == 0)
             return os.environ[var]
         if default is not None:
             return default
@@ -216,6 +274,25 @@ def expand_env(value: str, *, source: str, key: str) -> str:
                           f"write ${{{var}:-default}}")
 
     return ENV_RE.sub(sub, value)
+
+
+def _expand(spec: dict[str, Any], name: str) -> None:
+    """Expand ${VAR} in `url` (a base URL may come from the environment: ${API_BASE:-https://api.example.com})
+    and in `params`; register the header values as secrets (they are expanded per run: see extract/api.py)."""
+    if isinstance(spec.get("url"), str):
+        spec["url"] = expand_env(spec["url"], source=name, key="url")
+    if isinstance(spec.get("params"), dict):
+        spec["params"] = {k: expand_env(v, source=name, key=f"params.{k}") if isinstance(v, str) else v
+                          for k, v in spec["params"].items()}
+    if isinstance(spec.get("headers"), dict):
+        for k, v in spec["headers"].items():
+            if isinstance(v, str):
+                try:
+                    redaction.register_header(str(k), expand_env(v, source=name, key=f"headers.{k}"))
+                except ConfigError:
+                    pass  # an unset variable fails that source's run, with its own line
+    if isinstance(spec.get("url"), str):
+        redaction.register_userinfo(spec["url"])
 
 
 def _resolve_path(value: str, base: Path) -> str:
@@ -272,13 +349,14 @@ def load_sources(path: str | os.PathLike[str] | None = None) -> dict[str, CsvSou
     prepared = {}
     for name, spec in raw.items():
         spec = dict(spec, name=name)
-        if isinstance(spec.get("url"), str):
-            try:  # a base URL may come from the environment: ${API_BASE:-https://api.example.com}
-                spec["url"] = expand_env(spec["url"], source=name, key="url")
-            except ConfigError as exc:
-                problems.append(f"{path}: {exc}")
+        try:
+            _expand(spec, name)
+        except ConfigError as exc:
+            problems.append(f"{path}: {exc}")
         if spec.get("kind") == "csv" and isinstance(spec.get("path"), str):
-            spec["path"] = _resolve_path(spec["path"], base)
+            # The walk's root is fixed to its real path now: a link swapped in for it later cannot redirect it.
+            root, rest = split_glob(_resolve_path(spec["path"], base))
+            spec["path"] = os.path.join(os.path.realpath(root), rest) if rest else os.path.realpath(root)
         if spec.get("kind") == "rss" and isinstance(spec.get("url"), str):
             spec["url"] = _resolve_path(spec["url"], base)
         prepared[name] = spec

@@ -1,15 +1,21 @@
-"""The HTTP session every source uses: urllib3 Retry (backoff, jitter, Retry-After), timeouts, rate limit."""
+"""The HTTP session every source uses: urllib3 Retry (backoff, jitter, Retry-After), rate limit, and the budgets
+of an untrusted server: the origin every URL must keep, the bytes and the time an answer may take."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 
 from . import faults
@@ -17,16 +23,173 @@ from .config import RetrySpec
 from .errors import SourceError
 from .logs import event_fields
 from .ratelimit import RateLimiter
+from .redaction import quote_body, redact
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+CHUNK_BYTES = 64 << 10
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# --- origin ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str  # lower case; "*.example.com" matches every subdomain
+    port: int | None  # None: any port (an allowed_hosts entry without one)
+
+    def admits(self, scheme: str, host: str, port: int) -> bool:
+        if self.host.startswith("*."):
+            host_ok = host.endswith(self.host[1:]) and host != self.host[2:]
+        else:
+            host_ok = host == self.host
+        return host_ok and scheme == self.scheme and (self.port is None or port == self.port)
+
+    def __str__(self) -> str:
+        default = _DEFAULT_PORTS.get(self.scheme)
+        port = "" if self.port in (None, default) else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}"
+
+
+def _split(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class OriginPolicy:
+    """Every URL the source did not configure (next pages, Link headers, redirects) keeps the configured URL's
+    scheme, host and port, or names a host of `allowed_hosts`; https never steps down to http. The configured
+    headers (API keys) therefore only ever travel to hosts the user named."""
+
+    def __init__(self, url: str, allowed_hosts: list[str] | tuple[str, ...] = ()):
+        scheme, host, port = _split(url)
+        self.home = Origin(scheme, host, port)
+        self.allowed = [self.home, *(parse_allowed_host(h, scheme) for h in allowed_hosts)]
+
+    def refusal(self, url: str) -> str | None:
+        """Why `url` must not be requested, or None."""
+        scheme, host, port = _split(url)
+        if scheme not in _DEFAULT_PORTS or not host or port < 0:
+            return f"{redact(url)} is not an http(s) URL with a host"
+        if self.home.scheme == "https" and scheme == "http":
+            return f"{Origin(scheme, host, port)} would step down from https to plain http"
+        if any(o.admits(scheme, host, port) for o in self.allowed):
+            return None
+        return (f"{Origin(scheme, host, port)} is not the configured host {self.home}"
+                + (f" nor one of allowed_hosts {[str(o) for o in self.allowed[1:]]}" if len(self.allowed) > 1
+                   else ""))
+
+
+def parse_allowed_host(entry: str, scheme: str = "https") -> Origin:
+    """`host`, `host:port`, `*.domain` or `scheme://host[:port]`; without a port, any port of that host; the
+    scheme defaults to the configured URL's."""
+    text = entry.strip().lower()
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+    text = text.rstrip("/")
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if scheme not in _DEFAULT_PORTS or not host or "/" in host or "@" in host or (port and not port.isdigit()):
+        raise ValueError(f"expected host, host:port, *.domain or http(s)://host[:port], got {entry!r}")
+    return Origin(scheme, host, int(port) if port else None)
+
+
+# --- time budget -------------------------------------------------------------------------------------------------
+
+class DeadlineExceeded(Exception):
+    """An attempt outlived `timeout_seconds` (raised outside urllib3's retry list: no attempt after it)."""
+
+
+class _Deadline:
+    """Each attempt (connect, headers, body) gets `seconds` in all: a timer shuts the socket when they are up,
+    which ends a read that a trickling server keeps alive byte by byte (the socket timeout is per read). A server
+    silent for `seconds` hits the socket timeout first (the grace), which urllib3 retries; an attempt that
+    outlived the whole budget while bytes trickled in is not tried again."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds + max(0.2, 0.1 * seconds), False
+        self._timer: threading.Timer | None = None
+
+    def arm(self, conn: HTTPConnection) -> None:
+        if self.expired:
+            raise DeadlineExceeded()
+        self.disarm()
+        self._timer = threading.Timer(self.seconds, self._fire, args=(conn,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self, conn: HTTPConnection) -> None:
+        self.expired = True
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:  # the plain socket's shutdown, under a TLS wrapper too: the blocked read returns at once
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+_current = threading.local()  # the deadline of the request this thread is making
+
+
+class _Watched:
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.arm(self)  # type: ignore[arg-type]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+# --- retries -----------------------------------------------------------------------------------------------------
+
+class RetryAfterTooLong(Exception):
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
 
 
 class _LoggingRetry(Retry):
-    """urllib3's Retry, plus one log line per retry (the URL only: headers may hold secrets)."""
+    """urllib3's Retry, plus one log line per retry (the URL only: headers may hold secrets), and a server's
+    `Retry-After` honoured only up to `backoff_max` (retry.max_delay_seconds): a longer one fails at once."""
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.disarm()  # the attempt is over; the backoff is not part of the next one's budget
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         why = f"HTTP {response.status}" if response is not None and response.status else type(error).__name__
         log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why,
@@ -34,20 +197,11 @@ class _LoggingRetry(Retry):
                                        status=response.status if response is not None else None))
         return new
 
-
-class _SameHostSession(requests.Session):
-    """Follows redirects on the source's own host only: a redirect elsewhere would carry its headers (API keys)
-    to a host nobody configured."""
-
-    def rebuild_auth(self, prepared_request, response):
-        old, new = urlparse(response.request.url), urlparse(prepared_request.url)
-        if (old.hostname, old.port) != (new.hostname, new.port):
-            raise CrossHostRedirect(prepared_request.url)
-        super().rebuild_auth(prepared_request, response)
-
-
-class CrossHostRedirect(requests.exceptions.RequestException):
-    pass
+    def sleep_for_retry(self, response) -> bool:
+        after = self.get_retry_after(response)
+        if after and after > self.backoff_max:
+            raise RetryAfterTooLong(after)
+        return super().sleep_for_retry(response)
 
 
 def make_session(retry: RetrySpec) -> requests.Session:
@@ -61,19 +215,39 @@ def make_session(retry: RetrySpec) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,  # the last response is returned and reported with its status
     )
-    session = _SameHostSession()
-    adapter = HTTPAdapter(max_retries=policy)
+    session = requests.Session()
+    adapter = _Adapter(max_retries=policy)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "etl-assets/0.1"
     return session
 
 
-class SourceHttp:
-    """GETs for one source: rate-limited, retried, with errors that name the source and the URL."""
+# --- the source's requests ---------------------------------------------------------------------------------------
 
-    def __init__(self, source: str, retry: RetrySpec, timeout: float, limiter: RateLimiter | None = None):
+def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
+    """A refused or unresolvable connection, as opposed to one that broke while the answer came."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        if name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError", "ConnectionRefusedError"):
+            return True
+        e = getattr(e, "reason", None) or (e.args[0] if e.args and isinstance(e.args[0], BaseException)
+                                           else None) or e.__context__
+    return False
+
+
+class SourceHttp:
+    """GETs for one source: rate-limited, retried, within the origin and the byte and time budgets, with errors
+    that name the source and the URL (redacted)."""
+
+    def __init__(self, source: str, retry: RetrySpec, timeout: float, limiter: RateLimiter | None = None, *,
+                 policy: OriginPolicy | None = None, max_bytes: int = 100 << 20):
         self.source, self.timeout, self.limiter = source, timeout, limiter
+        self.policy, self.max_bytes = policy, max_bytes
+        self.max_retry_after = retry.max_delay_seconds
         self.policy_total = retry.max_retries  # attempts beyond the first when a request finally fails
         self.session = make_session(retry)
         self.requests = 0  # attempts sent, retries included
@@ -83,46 +257,126 @@ class SourceHttp:
 
     def get(self, url: str, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
             ok: tuple[int, ...] = (200,)) -> requests.Response:
-        faults.hit("before_request")
-        slot = self.limiter.acquire() if self.limiter is not None else None
-        started = time.monotonic()
-        try:
-            resp = self._get(url, params, headers)
-        finally:
-            self.seconds += time.monotonic() - started
-            if slot is not None:
-                self.limiter.release(slot)
+        came_from = None
+        for _ in range(MAX_REDIRECTS + 1):
+            self._admit(url, came_from)
+            resp = self._send(url, params, headers)
+            location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
+            if not location:
+                break
+            resp.close()  # the body of a redirect is never read
+            came_from, url, params = resp.url, urljoin(resp.url, location), None
+            log.info("source %s: redirected to %s", self.source, redact(url))
+        else:
+            raise SourceError(self.source, f"GET {url}", f"more than {MAX_REDIRECTS} redirects",
+                              "point `url` at the final location")
+        self._read_body(resp)
         if resp.status_code not in ok:
-            body = resp.text[:200].replace("\n", " ") if resp.content else ""
+            body = quote_body(resp.content) if resp.content else ""
             raise SourceError(self.source, f"GET {resp.url}", f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
                               "check the URL, parameters and credentials" if resp.status_code < 500
                               else "the server failed; the step retries", retryable=resp.status_code >= 500)
         return resp
 
+    def _admit(self, url: str, came_from: str | None) -> None:
+        why = self.policy.refusal(url) if self.policy is not None else None
+        if why:
+            self._count("refused", 0)
+            place, what = (f"GET {came_from}", f"redirected to {url}") if came_from else (f"GET {url}", "refused")
+            raise SourceError(self.source, place, f"{what}: {why}, and the source's headers go to no other host",
+                              "if that host is meant, add it to the source's allowed_hosts")
+
+    def _send(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
+        faults.hit("before_request")
+        slot = self.limiter.acquire() if self.limiter is not None else None
+        started = time.monotonic()
+        _current.deadline = deadline = _Deadline(self.timeout)
+        try:
+            resp = self.session.get(url, params=params, headers=headers, allow_redirects=False, stream=True,
+                                    timeout=(min(10.0, self.timeout), self.timeout))
+        except (DeadlineExceeded, requests.exceptions.RequestException, RetryAfterTooLong) as exc:
+            deadline.disarm()
+            full = requests.Request("GET", url, params=params).prepare().url or url
+            raise self._failure(full, exc, deadline.expired) from None
+        finally:
+            _current.deadline = None
+            self.seconds += time.monotonic() - started
+            if slot is not None:
+                self.limiter.release(slot)
+        resp._etl_deadline = deadline  # type: ignore[attr-defined]  # the body is read under the same budget
+        history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
+        self._count(str(resp.status_code), len(history))
+        return resp
+
+    def _read_body(self, resp: requests.Response) -> None:
+        """Read the body within max_response_bytes (counted after decompression, so a gzip bomb stops early)
+        and within the attempt's time; the response then holds it as `content`."""
+        deadline: _Deadline = resp._etl_deadline  # type: ignore[attr-defined]
+        place = f"GET {resp.url}"
+        started = time.monotonic()
+        try:
+            declared = int(resp.headers.get("Content-Length") or 0)
+            if declared > self.max_bytes:
+                raise self._too_big(place, f"declares {declared:,} bytes")
+            chunks, size = [], 0
+            for chunk in resp.iter_content(CHUNK_BYTES):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise self._too_big(place, f"went past {self.max_bytes:,} bytes")
+                chunks.append(chunk)
+            resp._content = b"".join(chunks)  # what requests' .content/.json() read from
+        except SourceError:
+            self._recount(str(resp.status_code))
+            raise
+        except (requests.exceptions.RequestException, DeadlineExceeded) as exc:
+            self._recount(str(resp.status_code))
+            raise self._failure(resp.url, exc, deadline.expired, count=False) from None
+        finally:
+            deadline.disarm()
+            self.seconds += time.monotonic() - started
+            resp.close()
+
+    def _too_big(self, place: str, what: str) -> SourceError:
+        return SourceError(self.source, place, f"answer too large: it {what}, above max_response_bytes="
+                           f"{self.max_bytes:,} (counted after decompression)",
+                           "raise max_response_bytes if answers this large are expected")
+
+    def _failure(self, url: str, exc: BaseException, expired: bool, count: bool = True) -> SourceError:
+        place = f"GET {url}"
+        if isinstance(exc, RetryAfterTooLong):
+            if count:
+                self._count("error", 0)
+            return SourceError(self.source, place, f"the server asked to retry after {exc.seconds:g} s (Retry-After), "
+                               f"more than retry.max_delay_seconds={self.max_retry_after:g}",
+                               "try later, or raise retry.max_delay_seconds to wait that long")
+        if count:
+            self._count("error", self.policy_total)
+        if expired or isinstance(exc, DeadlineExceeded | requests.exceptions.Timeout):
+            return SourceError(self.source, place, f"no complete answer within {self.timeout:g} s",
+                               "raise timeout_seconds or check the server", retryable=True)
+        if isinstance(exc, requests.exceptions.RetryError):
+            return SourceError(self.source, place, f"gave up after retries: {redact(str(exc))[:200]}",
+                               "the server keeps failing; try later or raise retry.max_retries", retryable=True)
+        if isinstance(exc, requests.exceptions.ConnectionError) and _connect_failed(exc):
+            return SourceError(self.source, place, "cannot connect", "check the URL and that the server is up",
+                               retryable=True)
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
+            return SourceError(self.source, place, "the connection broke before the answer was complete",
+                               "the server dropped the connection; the step retries", retryable=True)
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return SourceError(self.source, place, "the answer's Content-Encoding does not decode",
+                               "check the server's compression")
+        return SourceError(self.source, place, f"request failed: {type(exc).__name__}",
+                           "check the URL and the server", retryable=True)
+
+    def _recount(self, status: str) -> None:
+        """The request counted as `status` ended in an error after all (its body could not be read)."""
+        self.statuses[status] -= 1
+        if not self.statuses[status]:
+            del self.statuses[status]
+        self.statuses["error"] = self.statuses.get("error", 0) + 1
+
     def _count(self, status: str, retries: int) -> None:
         self.requests += 1 + retries
         self.retries += retries
         self.statuses[status] = self.statuses.get(status, 0) + 1
-
-    def _get(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
-        try:
-            resp = self.session.get(url, params=params, headers=headers, timeout=(min(10.0, self.timeout), self.timeout))
-        except CrossHostRedirect as exc:
-            self._count("error", 0)
-            raise SourceError(self.source, f"GET {url}", f"redirected to another host ({exc})",
-                              "point `url` at the final location if that host is meant") from None
-        except requests.exceptions.RetryError as exc:
-            self._count("error", self.policy_total)
-            raise SourceError(self.source, f"GET {url}", f"gave up after retries: {exc}",
-                              "the server keeps failing; try later or raise retry.max_retries", retryable=True) from None
-        except requests.exceptions.Timeout:
-            self._count("error", self.policy_total)
-            raise SourceError(self.source, f"GET {url}", f"no answer within {self.timeout}s",
-                              "raise timeout_seconds or check the server", retryable=True) from None
-        except requests.exceptions.ConnectionError as exc:
-            self._count("error", self.policy_total)
-            raise SourceError(self.source, f"GET {url}", f"cannot connect: {type(exc).__name__}",
-                              "check the URL and that the server is up", retryable=True) from None
-        history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
-        self._count(str(resp.status_code), len(history))
-        return resp

@@ -15,6 +15,8 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from .redaction import redact, redact_obj
+
 _STD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("etl_log_context", default={})  # noqa: B039
 
@@ -24,7 +26,7 @@ def event_fields(event: str, **fields: Any) -> dict[str, Any]:
     bad = set(fields) & _STD
     if bad:  # logging refuses to overwrite LogRecord attributes; say which at the call site
         raise ValueError(f"log fields {sorted(bad)} clash with logging.LogRecord attributes")
-    return {"event": event, **fields}
+    return {"event": event, **redact_obj(fields)}  # fields reach every handler, Dagster's too
 
 
 def bind(**fields: Any) -> contextvars.Token:
@@ -36,6 +38,37 @@ def unbind(token: contextvars.Token) -> None:
     _CONTEXT.reset(token)
 
 
+_installed = False
+
+
+def install_redaction() -> None:
+    """Every log record of the process, ours and the libraries' (urllib3, Dagster's event-log handler), is
+    created with its message redacted: secrets never reach a handler, whichever one formats the line."""
+    global _installed
+    if _installed:
+        return
+    base = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is logging's to report, not ours
+            return record
+        shown = redact(message)
+        if shown != message:
+            record.msg, record.args = shown, ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))  # tracebacks and fields too
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
@@ -45,10 +78,11 @@ class JsonFormatter(logging.Formatter):
         out["message"] = record.getMessage()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return json.dumps(redact_obj(out), default=lambda o: redact(str(o)), ensure_ascii=False)
 
 
 def configure_logging() -> None:
+    install_redaction()
     logger = logging.getLogger("etl_assets")
     logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
     if any(getattr(h, "_etl", False) for h in logger.handlers):
@@ -56,7 +90,7 @@ def configure_logging() -> None:
     handler = logging.StreamHandler()
     handler._etl = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if os.environ.get("LOG_FORMAT", "").lower() == "json"
-                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
 
 
@@ -68,6 +102,7 @@ def dagster_loggers() -> dict[str, Any]:
     their fields, to stderr as JSON."""
     from dagster import json_console_logger  # lazy: the core stays importable without dagster
 
+    install_redaction()
     if os.environ.get("LOG_FORMAT", "").lower() == "json":
         configure_logging()
     return {"json": json_console_logger}

@@ -27,6 +27,7 @@ from .errors import SourceError
 from .extract import Batch, make_extractor
 from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
+from .redaction import redact
 from .schema import coerce
 from .warehouse import ROW_ID, Warehouse
 
@@ -194,7 +195,7 @@ class Ingest:
         self.spec, self.wh, self.run_id = spec, warehouse, run_id
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
-        location = spec.path if isinstance(spec, CsvSource) else spec.url
+        location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
 
     def run(self) -> IngestStats:
@@ -220,13 +221,13 @@ class Ingest:
                     land(self._prepare(batch))
             status, error = "success", None
         except DriftBlocked as exc:
-            status, error = "failure", str(exc)
+            status, error = "failure", redact(str(exc))
             blocking = self.reconciler.events(exc.report)
             self.wh.record_drift(spec.name, self.run_id, blocking)
             self._log_drift(blocking, None)
             raise
         except Exception as exc:
-            status, error = "failure", str(exc)
+            status, error = "failure", redact(str(exc))
             raise
         finally:
             if limiter is not None:

@@ -136,7 +136,7 @@ def test_headers_from_env_sent_and_never_logged(server, monkeypatch, caplog):
 
 def test_missing_header_env_is_a_clear_error(server):
     url = server.route("/items", lambda r: Reply(body=[]))
-    with pytest.raises(Exception, match=r"source 'items': headers.X-Key uses \$\{NO_SUCH_KEY_VAR\}"):
+    with pytest.raises(Exception, match=r"source 'items': headers.X-Key: uses \$\{NO_SUCH_KEY_VAR\} but NO_SUCH_KEY_VAR is not set"):
         list(ApiExtractor(api(url, headers={"X-Key": "${NO_SUCH_KEY_VAR}"})).batches(None))
 
 

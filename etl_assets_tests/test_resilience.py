@@ -393,8 +393,8 @@ def test_redirect_to_another_host_is_refused(server):
     spec = ApiSource(name="moved", kind="api", url=url, headers={"X-Api-Key": "k"}, retry={"max_retries": 0})
     from etl_assets.extract.api import ApiExtractor
 
-    with pytest.raises(SourceError, match=r"source 'moved': GET .*/moved: redirected to another host "
-                                          r"\(http://127.0.0.2:9/elsewhere\)"):
+    with pytest.raises(SourceError, match=r"source 'moved': GET .*/moved: redirected to http://127.0.0.2:9/elsewhere: "
+                                          r"http://127.0.0.2:9 is not the configured host http://127.0.0.1:\d+"):
         list(ApiExtractor(spec).batches(None))
 
 

@@ -23,6 +23,7 @@ from ..config import CsvSource
 from ..errors import SourceError
 from ..pipeline import IngestStats, ingest
 from ..reconcile import DriftBlocked, required_columns
+from ..redaction import redact, redact_obj
 from .checks import check_specs, drift_check, table_checks
 from .resources import WarehouseResource
 
@@ -49,7 +50,7 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
         "batches": stats.batches,
         "duration_seconds": MetadataValue.float(float(stats.duration_seconds)),
         "source_location": loc,
-        "checkpoint": MetadataValue.json(stats.checkpoint or {}),
+        "checkpoint": MetadataValue.json(redact_obj(stats.checkpoint or {})),
         "dagster/table_name": stats.table,
         "dagster/row_count": row_count,
         "drift_events": stats.drift_events,
@@ -77,7 +78,7 @@ def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: Inges
 
 
 def build_source_asset(spec: Any) -> AssetsDefinition:
-    location = spec.path if isinstance(spec, CsvSource) else spec.url
+    location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
 
     @asset(
         name=spec.name,
@@ -102,6 +103,12 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
             context.log.error(str(exc))
             # Retrying a 404 or a bad file only delays the error; a dropped connection deserves the retry.
             raise Failure(description=str(exc), allow_retries=exc.retryable) from None
+        except Exception as exc:
+            shown = redact(str(exc))
+            if shown != str(exc):  # an unexpected error quoting a secret: its text, masked, and no traceback
+                context.log.error(shown)
+                raise Failure(description=f"source '{spec.name}': {type(exc).__name__}: {shown}") from None
+            raise
         yield MaterializeResult(
             metadata=materialization_metadata(stats, _row_count(context, wh, spec.table_name, stats), location),
             check_results=[drift_check(stats.drift), *table_checks(spec, stats, wh, required_columns(spec))])

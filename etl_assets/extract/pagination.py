@@ -5,8 +5,9 @@ A request is a plain dict {"url", "params"} so it can be stored in the checkpoin
 
 from __future__ import annotations
 
+import json
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
@@ -21,6 +22,14 @@ from ..config import (
 
 Request = dict[str, Any]
 _MISSING = object()
+
+
+def fingerprint(request: Request) -> str:
+    """One request, however its parameters are ordered: what loop detection compares."""
+    parts = urlsplit(request["url"])
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query += [(str(k), str(v)) for k, v in (request.get("params") or {}).items()]
+    return json.dumps([parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", sorted(query)])
 
 
 def dig(body: Any, path: str, default: Any = _MISSING) -> Any:

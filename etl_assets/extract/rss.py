@@ -14,9 +14,11 @@ from typing import Any
 import feedparser
 import pandas as pd
 
+from .. import redaction
 from ..config import RssSource
 from ..errors import SourceError
-from ..http import SourceHttp
+from ..http import OriginPolicy, SourceHttp
+from ..logs import event_fields
 from .base import Batch
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,9 @@ def parse_feed(source: str, place: str, content: bytes, headers: dict[str, str] 
 class RssExtractor:
     def __init__(self, spec: RssSource):
         self.spec = spec
-        self.http = SourceHttp(spec.name, spec.retry, spec.timeout_seconds) if spec.url.startswith("http") else None
+        self.http = (SourceHttp(spec.name, spec.retry, spec.timeout_seconds, policy=OriginPolicy(spec.url, spec.allowed_hosts),
+                                max_bytes=spec.max_response_bytes)
+                     if spec.url.startswith(("http://", "https://")) else None)
 
     def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any], dict[str, str]]:
         """Return (content or None when unchanged, validators for the checkpoint, response headers)."""
@@ -74,7 +78,12 @@ class RssExtractor:
             path = Path(self.spec.url)
             if not path.is_file():
                 raise SourceError(self.spec.name, f"feed file {path}", "not found", "check `url` in sources.yaml")
-            content = path.read_bytes()
+            with path.open("rb") as f:
+                content = f.read(self.spec.max_response_bytes + 1)
+            if len(content) > self.spec.max_response_bytes:
+                raise SourceError(self.spec.name, f"feed file {path}", f"larger than max_response_bytes="
+                                  f"{self.spec.max_response_bytes:,}", "raise max_response_bytes if the feed is meant "
+                                  "to be that large")
             digest = hashlib.sha256(content).hexdigest()
             return (None if digest == state.get("sha256") else content), {"sha256": digest}, {}
         headers = {}
@@ -98,8 +107,12 @@ class RssExtractor:
         if content is None:
             log.info("source %s: feed %s unchanged since the last run", self.spec.name, self.spec.url)
             return
+        content, echoed = redaction.scrub_bytes(content)
+        if echoed:
+            log.warning("source %s: feed %s held a configured secret; it lands as ***", self.spec.name,
+                        self.spec.url, extra=event_fields("secret_in_answer", url=self.spec.url))
         parsed = parse_feed(self.spec.name, f"feed {self.spec.url}", content, headers)
         rows = [flatten(e) for e in parsed.entries]
         frame = pd.DataFrame(rows, columns=list(self.spec.columns or {}) or None)
         frame.index = pd.RangeIndex(1, len(frame) + 1)
-        yield Batch(frame=frame, position=validators, location=self.spec.url)
+        yield Batch(frame=frame, position=redaction.conceal(validators), location=redaction.redact(self.spec.url))

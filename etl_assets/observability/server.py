@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..redaction import redact_obj
 from ..warehouse import Warehouse
 from . import metrics as m
 
@@ -94,15 +95,15 @@ def create_app(observer: Observer | None = None) -> Starlette:
             checks["dagster"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
         failed = sorted(k for k, v in checks.items() if not v["ok"])
         body = {"status": "fail" if failed else "ok", "failed": failed, "checks": checks}
-        return JSONResponse(body, status_code=503 if failed else 200)
+        return JSONResponse(redact_obj(body), status_code=503 if failed else 200)
 
     def stats(_: Request) -> Response:
         facts = m.warehouse_facts(obs.warehouse())
         names = sorted(set(facts.sources) | set(facts.checkpoints))
-        return JSONResponse({
+        return JSONResponse(redact_obj({
             "tables": facts.tables,
             "sources": {s: {"last_run": facts.sources.get(s, {}).get("last_run"),
-                            "checkpoint": facts.checkpoints.get(s)} for s in names}})
+                            "checkpoint": facts.checkpoints.get(s)} for s in names}}))
 
     def snapshot() -> tuple[m.WarehouseFacts, m.EventTotals, dict[str, Any]] | Response:
         try:
@@ -122,7 +123,7 @@ def create_app(observer: Observer | None = None) -> Starlette:
         snap = snapshot()
         if isinstance(snap, Response):
             return snap
-        return JSONResponse(m.as_json(*snap))
+        return JSONResponse(redact_obj(m.as_json(*snap)))
 
     return Starlette(routes=[
         Route("/health", health),
