@@ -116,6 +116,21 @@ def redact_obj(obj: Any) -> Any:
     return obj
 
 
+def holds_secret(content: bytes) -> bool:
+    return any(s.encode("utf-8") in content for s in _secrets)
+
+
+def mask_obj(obj: Any) -> Any:
+    """Registered secrets replaced by *** through the strings of parsed JSON (records that echo a token)."""
+    if isinstance(obj, str):
+        return _mask_registered(obj)
+    if isinstance(obj, dict):
+        return {mask_obj(k): mask_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_obj(v) for v in obj]
+    return obj
+
+
 def scrub_bytes(content: bytes) -> tuple[bytes, bool]:
     """A response body with every registered secret replaced by ***, and whether one was there: a server that
     echoes a token must not put it into a table."""

@@ -52,10 +52,7 @@ class ApiExtractor:
         return headers
 
     def _records(self, resp: requests.Response) -> tuple[Any, list]:
-        content, echoed = redaction.scrub_bytes(resp.content)
-        if echoed:  # a server that echoes a token must not put it into a table
-            log.warning("source %s: the answer of GET %s held a configured secret; it lands as ***", self.spec.name,
-                        redact(resp.url), extra=event_fields("secret_in_answer", url=resp.url))
+        content = resp.content
         try:
             body = json.loads(content)
         except (ValueError, RecursionError) as exc:
@@ -78,6 +75,12 @@ class ApiExtractor:
             raise SourceError(self.spec.name, f"GET {resp.url}",
                               f"records_path '{self.spec.records_path}' is a {type(records).__name__}, not a list",
                               "point records_path at the list of records")
+        if redaction.holds_secret(content):  # a server that echoes a token must not put it into a table
+            masked = redaction.mask_obj(records)
+            if masked != records:
+                records = masked
+                log.warning("source %s: records of GET %s held a configured secret; it lands as ***",
+                            self.spec.name, redact(resp.url), extra=event_fields("secret_in_answer", url=resp.url))
         return body, records
 
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
