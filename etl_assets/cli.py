@@ -43,16 +43,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Run sources through the ingest loop without Dagster (scripts, benchmarks, debugging)."""
     import uuid
 
+    import sqlalchemy as sa
+
     from .errors import SourceError
-    from .pipeline import ingest
+    from .pipeline import database_error, ingest
     from .warehouse import Warehouse
 
     specs = _sources(args.sources, args.source)
     if specs is None:
         return 2
-    wh = Warehouse(args.url)
+    names = args.source or list(specs)
+    try:
+        wh = Warehouse(args.url)
+    except sa.exc.SQLAlchemyError as exc:
+        print(database_error(names[0] if len(names) == 1 else "*", redact(args.url or "ETL_WAREHOUSE_URL"), exc),
+              file=sys.stderr)
+        return 1
     run_id = args.run_id or f"cli-{uuid.uuid4()}"
-    for name in args.source or list(specs):
+    for name in names:
         try:
             stats = ingest(specs[name], wh, run_id)
         except SourceError as exc:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from . import faults
 from .config import CsvSource
@@ -29,6 +30,7 @@ from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
 from .schema import coerce
+from .source_lock import SourceLock
 from .warehouse import ROW_ID, Warehouse
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,24 @@ class Ingest:
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
 
     def run(self) -> IngestStats:
+        """The source to the end of its input, holding its lock; a database failure is one line."""
+        lock = SourceLock(self.wh.engine, self.spec.name)
+        try:
+            if not lock.acquire():
+                holder = self.wh.running_runs(self.spec.name)
+                raise SourceError(self.spec.name, "run", "another run is loading this source"
+                                  + (f" ({', '.join(holder)})" if holder else ""),
+                                  "wait for it to finish or stop it; a Dagster step retries later", retryable=True)
+            for run_id in self.wh.mark_abandoned(self.spec.name, self.run_id):
+                log.warning("source %s: run %s ended without finishing (killed?); marked abandoned", self.spec.name,
+                            run_id, extra=event_fields("run_abandoned", abandoned_run_id=run_id))
+            return self._run()
+        except sa.exc.SQLAlchemyError as exc:
+            raise database_error(self.spec.name, repr(self.wh), exc) from None
+        finally:
+            lock.release()
+
+    def _run(self) -> IngestStats:
         spec, stats = self.spec, self.stats
         started = time.monotonic()
         started_at = datetime.now(UTC)
@@ -226,6 +246,9 @@ class Ingest:
             self.wh.record_drift(spec.name, self.run_id, blocking)
             self._log_drift(blocking, None)
             raise
+        except sa.exc.SQLAlchemyError as exc:
+            status, error = "failure", str(database_error(spec.name, repr(self.wh), exc))
+            raise
         except Exception as exc:
             status, error = "failure", redact(str(exc))
             raise
@@ -234,10 +257,14 @@ class Ingest:
                 limiter.close()
             self._http_stats(extractor)
             stats.duration_seconds = round(time.monotonic() - started, 3)
-            self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,
-                               started_at=started_at, finished_at=datetime.now(UTC),
-                               records_processed=stats.processed, records_inserted=stats.inserted,
-                               records_updated=stats.updated, records_failed=stats.failed, error=error)
+            try:
+                self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,
+                                   started_at=started_at, finished_at=datetime.now(UTC),
+                                   records_processed=stats.processed, records_inserted=stats.inserted,
+                                   records_updated=stats.updated, records_failed=stats.failed, error=error)
+            except sa.exc.SQLAlchemyError as exc:  # the warehouse went away: the run's own error says more
+                log.warning("source %s: run %s could not be recorded: %s", spec.name, self.run_id,
+                            database_error(spec.name, repr(self.wh), exc).problem)
             if error is not None:
                 log.error("source %s: run %s failed: %s", spec.name, self.run_id, error,
                           extra=event_fields("run_failed", **self._counts(), status=status, error=error))
@@ -333,6 +360,18 @@ class Ingest:
                                     batch=stats.batches, records=records, records_inserted=result.inserted,
                                     records_updated=result.updated, records_failed=result.quarantined))
         faults.hit("after_commit")
+
+
+def database_error(source: str, where: str, exc: sa.exc.SQLAlchemyError) -> SourceError:
+    """A warehouse failure as one line: the driver's first line only (SQLAlchemy's text carries the statement and
+    its parameters, row values among them)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    gone = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or "does not exist" in first
+    return SourceError(source, f"warehouse {where}", f"{type(orig).__name__}: {first}",
+                       "check ETL_WAREHOUSE_URL and that the database is up; a rerun resumes at the checkpoint"
+                       if gone else "a rerun resumes at the checkpoint; if it repeats, report it with this line",
+                       retryable=True)
 
 
 def ingest(spec: Any, warehouse: Warehouse, run_id: str) -> IngestStats:

@@ -373,6 +373,23 @@ class Warehouse:
         with self.engine.begin() as conn:
             self._upsert(conn, runs, ["run_id", "source"], values)
 
+    def running_runs(self, source: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(runs.c.source == source,
+                                                                                runs.c.status == "started"))]
+
+    def mark_abandoned(self, source: str, run_id: str) -> list[str]:
+        """Runs of the source still `started` although the caller holds the source's lock: their process died."""
+        with self.engine.begin() as conn:
+            dead = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(
+                runs.c.source == source, runs.c.status == "started", runs.c.run_id != run_id))]
+            if dead:
+                conn.execute(runs.update().where(runs.c.source == source, runs.c.run_id.in_(dead)).values(
+                    status="abandoned", finished_at=datetime.now(UTC),
+                    error="the run ended without finishing (its process died); the next run resumed at its "
+                          "checkpoint"))
+        return dead
+
     def row_count(self, table: str) -> int:
         if not sa.inspect(self.engine).has_table(table):
             return 0

@@ -5,6 +5,7 @@
 import os
 from typing import Any
 
+import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -21,7 +22,7 @@ from dagster import (
 
 from ..config import CsvSource
 from ..errors import SourceError
-from ..pipeline import IngestStats, ingest
+from ..pipeline import IngestStats, database_error, ingest
 from ..reconcile import DriftBlocked, required_columns
 from ..redaction import redact, redact_obj
 from .checks import check_specs, drift_check, table_checks
@@ -92,7 +93,13 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
         check_specs=check_specs(spec.name),
     )
     def _source_asset(context: AssetExecutionContext, warehouse: WarehouseResource):
-        wh = warehouse.get()
+        try:
+            wh = warehouse.get()
+        except sa.exc.SQLAlchemyError as exc:
+            err = database_error(spec.name, redact(warehouse.url or os.environ.get("ETL_WAREHOUSE_URL") or "(default)"),
+                                 exc)
+            context.log.error(str(err))
+            raise Failure(description=str(err), allow_retries=True) from None
         try:
             stats = ingest(spec, wh, context.run_id)
         except DriftBlocked as exc:

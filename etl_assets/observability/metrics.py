@@ -38,7 +38,7 @@ from prometheus_client.core import (
 from ..warehouse import Warehouse, checkpoints, quarantine, runs, schema_drift
 
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-FINISHED = ("success", "failure")
+FINISHED = ("success", "failure", "abandoned")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,13 @@ def create_app(observer: Observer | None = None) -> Starlette:
         return JSONResponse(redact_obj(body), status_code=503 if failed else 200)
 
     def stats(_: Request) -> Response:
-        facts = m.warehouse_facts(obs.warehouse())
+        try:
+            facts = m.warehouse_facts(obs.warehouse())
+        except Exception as exc:  # the warehouse is down or dropped: say so, in one line, as a 503
+            reason = f"warehouse unavailable: {type(exc).__name__}: " + (str(getattr(exc, "orig", None) or exc)
+                                                                       .strip().splitlines() or [""])[0][:300]
+            log.warning("serve: /stats: %s", reason)
+            return JSONResponse(redact_obj({"status": "unavailable", "error": reason}), status_code=503)
         names = sorted(set(facts.sources) | set(facts.checkpoints))
         return JSONResponse(redact_obj({
             "tables": facts.tables,
