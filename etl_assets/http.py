@@ -4,6 +4,7 @@ of an untrusted server: the origin every URL must keep, the bytes and the time a
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -16,7 +17,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util import Retry
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Retry, parse_url
 
 from . import faults
 from .config import RetrySpec
@@ -52,17 +54,26 @@ class Origin:
     def __str__(self) -> str:
         default = _DEFAULT_PORTS.get(self.scheme)
         port = "" if self.port in (None, default) else f":{self.port}"
-        return f"{self.scheme}://{self.host}{port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}{port}"
 
 
 def _split(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    """(scheme, host, port) as the request will really be sent: urllib3's parser, which requests prepares URLs
+    with (it ends the host at a backslash where urllib.parse does not). A URL the two read differently, or one
+    that does not parse, gets port -1: refused."""
     try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-    except ValueError:
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port
+        parts = parse_url(url)
+        std = urlsplit(url)
+        std_host, std_port = (std.hostname or "").lower().rstrip("."), std.port
+    except (LocationParseError, ValueError):
+        return "", "", -1
+    scheme = (parts.scheme or "").lower()
+    host = (parts.host or "").lower().strip("[]").rstrip(".")
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    if "\\" in (parts.netloc or "") or host != std_host.strip("[]") or (std_port or _DEFAULT_PORTS.get(scheme, 0)) != port:
+        return scheme, host, -1
+    return scheme, host, port
 
 
 class OriginPolicy:
@@ -79,7 +90,7 @@ class OriginPolicy:
         """Why `url` must not be requested, or None."""
         scheme, host, port = _split(url)
         if scheme not in _DEFAULT_PORTS or not host or port < 0:
-            return f"{redact(url)} is not an http(s) URL with a host"
+            return f"{redact(url)} is not a well-formed http(s) URL with a host"
         if self.home.scheme == "https" and scheme == "http":
             return f"{Origin(scheme, host, port)} would step down from https to plain http"
         if any(o.admits(scheme, host, port) for o in self.allowed):
@@ -89,17 +100,21 @@ class OriginPolicy:
                    else ""))
 
 
+_HOST = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+_ENTRY = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<host>[^:/\[\]]+))"
+                    r"(?::(?P<port>[0-9]{1,5}))?/?$")
+
+
 def parse_allowed_host(entry: str, scheme: str = "https") -> Origin:
-    """`host`, `host:port`, `*.domain` or `scheme://host[:port]`; without a port, any port of that host; the
-    scheme defaults to the configured URL's."""
-    text = entry.strip().lower()
-    if "://" in text:
-        scheme, text = text.split("://", 1)
-    text = text.rstrip("/")
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-    if scheme not in _DEFAULT_PORTS or not host or "/" in host or "@" in host or (port and not port.isdigit()):
+    """`host`, `host:port`, `*.domain`, `[ipv6]:port` or `scheme://host[:port]`; without a port, any port of
+    that host; the scheme defaults to the configured URL's."""
+    m = _ENTRY.match(entry.strip().lower())
+    host = m and (m["ip6"] or (m["host"] or "").rstrip("."))
+    port = int(m["port"]) if m and m["port"] else None
+    if (not m or (m["scheme"] or scheme) not in _DEFAULT_PORTS or not host or (port is not None and not 0 < port < 65536)
+            or (not m["ip6"] and not _HOST.match(host))):
         raise ValueError(f"expected host, host:port, *.domain or http(s)://host[:port], got {entry!r}")
-    return Origin(scheme, host, int(port) if port else None)
+    return Origin(m["scheme"] or scheme, host, port)
 
 
 # --- time budget -------------------------------------------------------------------------------------------------
@@ -187,9 +202,6 @@ class _LoggingRetry(Retry):
     `Retry-After` honoured only up to `backoff_max` (retry.max_delay_seconds): a longer one fails at once."""
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        deadline = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.disarm()  # the attempt is over; the backoff is not part of the next one's budget
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         why = f"HTTP {response.status}" if response is not None and response.status else type(error).__name__
         log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why,
@@ -197,11 +209,25 @@ class _LoggingRetry(Retry):
                                        status=response.status if response is not None else None))
         return new
 
+    def sleep(self, response=None) -> None:
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.disarm()  # the attempt (its body drained) is over; the backoff is not the next one's budget
+        super().sleep(response)
+
     def sleep_for_retry(self, response) -> bool:
         after = self.get_retry_after(response)
         if after and after > self.backoff_max:
             raise RetryAfterTooLong(after)
         return super().sleep_for_retry(response)
+
+
+class _NoRedirectSession(requests.Session):
+    """Redirects are SourceHttp's: requests would read (and inflate) a redirect's body, with no budget, even with
+    allow_redirects=False, before handing the response back."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
 
 
 def make_session(retry: RetrySpec) -> requests.Session:
@@ -215,7 +241,7 @@ def make_session(retry: RetrySpec) -> requests.Session:
         respect_retry_after_header=True,
         raise_on_status=False,  # the last response is returned and reported with its status
     )
-    session = requests.Session()
+    session = _NoRedirectSession()
     adapter = _Adapter(max_retries=policy)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -224,6 +250,14 @@ def make_session(retry: RetrySpec) -> requests.Session:
 
 
 # --- the source's requests ---------------------------------------------------------------------------------------
+
+def _content_length(value: str | None) -> int:
+    """The declared length, or 0 when absent or malformed (the count of what arrives is the budget anyway)."""
+    try:
+        return int((value or "0").split(",")[0].strip())
+    except ValueError:
+        return 0
+
 
 def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
     """A refused or unresolvable connection, as opposed to one that broke while the answer came."""
@@ -259,13 +293,17 @@ class SourceHttp:
             ok: tuple[int, ...] = (200,)) -> requests.Response:
         came_from = None
         for _ in range(MAX_REDIRECTS + 1):
-            self._admit(url, came_from)
+            self.admit(url, came_from)
             resp = self._send(url, params, headers)
             location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
             if not location:
                 break
             resp.close()  # the body of a redirect is never read
-            came_from, url, params = resp.url, urljoin(resp.url, location), None
+            try:
+                came_from, url, params = resp.url, urljoin(resp.url, location), None
+            except ValueError:
+                raise SourceError(self.source, f"GET {resp.url}", f"redirected to a malformed URL "
+                                  f"{quote_body(location, 200)!r}", "the server is broken; tell its owner") from None
             log.info("source %s: redirected to %s", self.source, redact(url))
         else:
             raise SourceError(self.source, f"GET {url}", f"more than {MAX_REDIRECTS} redirects",
@@ -278,7 +316,11 @@ class SourceHttp:
                               else "the server failed; the step retries", retryable=resp.status_code >= 500)
         return resp
 
-    def _admit(self, url: str, came_from: str | None) -> None:
+    def refused(self, url: str) -> bool:
+        return self.policy is not None and self.policy.refusal(url) is not None
+
+    def admit(self, url: str, came_from: str | None = None) -> None:
+        """Raise the one-line refusal when the origin policy does not admit `url`."""
         why = self.policy.refusal(url) if self.policy is not None else None
         if why:
             self._count("refused", 0)
@@ -315,7 +357,7 @@ class SourceHttp:
         place = f"GET {resp.url}"
         started = time.monotonic()
         try:
-            declared = int(resp.headers.get("Content-Length") or 0)
+            declared = _content_length(resp.headers.get("Content-Length"))
             if declared > self.max_bytes:
                 raise self._too_big(place, f"declares {declared:,} bytes")
             chunks, size = [], 0

@@ -25,6 +25,9 @@ class Reply:
     status: int = 200
     body: Any = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # When set, called with the request handler instead of the normal write: the route writes the raw response
+    # itself (a trickling socket, a custom Content-Encoding, a broken status line). The connection then closes.
+    raw: Callable[[BaseHTTPRequestHandler], None] | None = None
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -57,6 +60,14 @@ class LoopbackServer:
                 owner.requests.append(seen)
                 route = owner.routes.get(url.path)
                 reply = route(seen) if route else Reply(404, {"error": "no route"})
+                if reply.raw is not None:
+                    self.close_connection = True
+                    try:
+                        reply.raw(self)
+                        self.wfile.flush()
+                    except OSError:  # the client hung up mid-answer: what a test of a hostile server expects
+                        pass
+                    return
                 body, ctype = reply.encoded()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", ctype)
@@ -84,3 +95,13 @@ class LoopbackServer:
 
     def hits(self, path: str) -> list[Seen]:
         return [r for r in self.requests if r.path == path]
+
+
+def use_tls(server: LoopbackServer, certfile: str, keyfile: str) -> None:
+    """Serve `server` over TLS from now on (before its first request): its `base` becomes https://."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
+    server.httpd.socket = ctx.wrap_socket(server.httpd.socket, server_side=True)
+    server.base = f"https://127.0.0.1:{server.port}"

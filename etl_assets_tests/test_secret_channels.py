@@ -48,7 +48,7 @@ def _forms(values):
 def hostile(secrets_env):
     """The origin (echoes credentials into next links, records and error bodies) and a foreign host."""
     origin, foreign = LoopbackServer(), LoopbackServer()
-    key, bearer = secrets_env["ETL_T_KEY"], secrets_env["ETL_T_BEARER"]
+    key = secrets_env["ETL_T_KEY"]
     foreign.route("/steal", lambda r: Reply(body=[{"id": 99, "name": "foreign"}]))
 
     def good(req):  # page 1 links to page 2 with the key echoed; page 2 echoes the bearer token into a record
