@@ -14,7 +14,8 @@ from .redaction import redact
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        specs = load_sources(args.file)
+        # Header variables too: `ingest` and Dagster expand them per run, validate says now whether runs here work.
+        specs = load_sources(args.file, header_env=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -26,13 +27,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _sources(path: str | None, names: list[str]) -> dict | None:
-    """The sources file's specs, or None after printing why not (bad file, unknown source name)."""
+    """The valid specs of the sources file, or None after printing why not (bad file, an invalid or unknown
+    source among `names`). An invalid source nobody asked for does not stop the others; its lines are printed."""
     try:
-        specs = load_sources(path)
+        specs, invalid = load_sources(path, lenient=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
-    unknown = [n for n in names if n not in specs]
+    for name, lines in invalid.items():
+        if not names or name in names:
+            print("\n".join(lines), file=sys.stderr)
+    if any(n in invalid for n in names):
+        return None
+    if invalid and not names:
+        print(f"skipping invalid source(s) {sorted(invalid)}; the others run", file=sys.stderr)
+    unknown = [n for n in names if n not in specs and n not in invalid]
     if unknown:
         print(f"unknown source(s) {unknown}; sources: {', '.join(specs)}", file=sys.stderr)
         return None
@@ -72,7 +81,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def sample_file(spec, path: str, rows: int = 1000):
-    """Header and first rows of a CSV (the source's dialect detection) or a JSON file of records."""
+    """The first batch a run would read from this file: a CSV through the source's own extractor (its dialect
+    detection and reader), a JSON file of records as the API extractor frames a page. A header-only CSV gives its
+    header (a run has no rows to compare then)."""
     import json
 
     import pandas as pd
@@ -82,22 +93,30 @@ def sample_file(spec, path: str, rows: int = 1000):
     if path.lower().endswith(".json"):
         body = json.loads(Path(path).read_text(encoding="utf-8"))
         records = dig(body, getattr(spec, "records_path", "") or "")
-        return pd.json_normalize(records[:rows] if isinstance(records, list) else [records], sep="__")
+        records = records[:rows] if isinstance(records, list) else [records]
+        from .extract.api import records_frame
+
+        return records_frame([r if isinstance(r, dict) else {"value": r} for r in records], spec.name, path)
     from .config import CsvSource
     from .extract.csv import CsvExtractor
 
     csv_spec = spec if isinstance(spec, CsvSource) else CsvSource(name=spec.name, kind="csv", path=path)
-    encoding, delimiter = CsvExtractor(csv_spec).dialect(Path(path))
-    return pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
-                       nrows=rows, on_bad_lines="skip")
+    extractor = CsvExtractor(csv_spec)
+    frame = next(extractor._chunks(Path(path), 0))[0]
+    if len(frame.columns):
+        return frame
+    encoding, delimiter = extractor.dialect(Path(path))
+    return pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, nrows=0)
 
 
 def cmd_drift_check(args: argparse.Namespace) -> int:
     """Exit 0: nothing would block the load; 1: the load would be stopped; 2: usage or read error."""
     import json
 
+    from .errors import SourceError
     from .pipeline import column_name
-    from .reconcile import Reconciler, blocks
+    from .reconcile import Reconciler, verdict
+    from .warehouse import Warehouse
 
     specs = _sources(args.sources, [args.source])
     if specs is None:
@@ -109,23 +128,37 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
         print(f"source '{spec.name}': file {args.file}: cannot read: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
     frame = frame.rename(columns={c: column_name(c) for c in frame.columns})
-    state = None
-    if not spec.columns:  # the pinned schema lives in the warehouse
-        from .warehouse import Warehouse
-
+    dup = list(frame.columns[frame.columns.duplicated()])
+    if dup:  # a run stops on this before comparing anything
+        print(SourceError(spec.name, args.file, f"duplicate column names {dup}",
+                          "rename the columns in the source or use `column_map`"), file=sys.stderr)
+        return 1
+    try:  # what a run starts from: the pinned schema, accepted renames and last load's profiles (Ingest.run)
         state = Warehouse(args.url).schema_state(spec.name, spec.table_name)
+    except Exception as exc:  # noqa: BLE001 - no warehouse to read: said in one line, no traceback
+        print(f"source '{spec.name}': warehouse: cannot read the source's schema state: "
+              f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}; "
+              "fix: check --url / ETL_WAREHOUSE_URL", file=sys.stderr)
+        return 2
     rec = Reconciler(spec, state)
     if rec.schema is None:
         print(f"source '{spec.name}': no expected schema yet; the first load pins the inferred one", file=sys.stderr)
         return 0
     report = rec.report(frame)
-    why = blocks(spec, report)
+    judged = verdict(spec, report)
     if args.json:
         print(json.dumps(report.to_json(spec.name), indent=2))
     else:
         print(report.markdown())
-        print(("BLOCKED: " + "; ".join(why)) if why else "ok: the load would proceed")
-    return 1 if why else 0
+        print(("BLOCKED: " + "; ".join(short for short, _, _ in judged.stop)) if judged.stop
+              else "ok: the load would proceed")
+    out = sys.stderr if args.json else sys.stdout
+    if judged.stop:  # the very line the run would fail with
+        print("a run would stop: " + str(SourceError(spec.name, args.file, "; ".join(p for _, p, _ in judged.stop),
+                                                     judged.stop[0][2])), file=out)
+    elif judged.hold:
+        print("a run would quarantine the batch: " + "; ".join(p for _, p, _ in judged.hold), file=out)
+    return 1 if judged.stop else 0
 
 
 def cmd_demo_api(args: argparse.Namespace) -> int:

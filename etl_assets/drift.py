@@ -5,10 +5,14 @@ Pure Python (no Dagster): the ingest loop, the asset checks and the ``drift-chec
 
 How a rename is recognised
 --------------------------
-1. Explicit mappings (``column_map`` from the config, then renames the user ``accepted`` earlier) are
-   fixed first: the user's word beats any heuristic.
+1. ``column_map`` from the config is fixed first: the user's word beats any heuristic (``{x: x}`` for a
+   column not in the schema says "x is a column of its own": it is never a rename target).
 2. Exact matches after :func:`normalize_name` (case, whitespace, punctuation, separators, camelCase) are
-   fixed next, so a noisy candidate can never steal a column that is plainly present.
+   fixed next, so a noisy candidate can never steal a column that is plainly present; then the renames
+   ``accepted`` earlier, for the columns still open (a header naming the column beats a remembered rename,
+   whose source column, if present too, is a column of its own).
+   Header-matched columns whose values fit each other's last load far better than their own (value
+   profiles, both ways round) are ``swapped``: the names alone cannot tell.
 3. Every remaining (expected, observed) pair gets a confidence in [0, 1] that combines
    - name similarity: rapidfuzz over normalised, abbreviation-expanded, lightly stemmed tokens,
      weighted by how rare each token is in this header (a token shared by many columns, like
@@ -22,6 +26,9 @@ How a rename is recognised
    evidence is solid on its own, and the optimal assignment is clearly better than the best one that
    avoids the pair (the "regret" margin). A near-tie is capped below the auto threshold, i.e. it is
    at most a suggestion. A wrong silent rename is worse than a stopped load.
+6. One confidence per pair: each pair's number is decided here, rounded once, and shown as is by the
+   run's error, ``etl_schema_drift``, the asset check and ``drift-check``. A suggestion's observed column
+   is not also "added"; observed columns that would land in one column are ``conflicts``.
 
 Column names are data: they are only compared and reported here, never formatted into SQL.
 """
@@ -51,12 +58,14 @@ __all__ = [
     "infer_type",
     "normalize_name",
     "profile_similarity",
+    "shown",
 ]
 
 TYPES = ("string", "integer", "float", "boolean", "timestamp", "date", "json")
 
-DECISIONS = ("exact", "auto_mapped", "suggested", "unmapped", "explicit")
-APPLIED = ("exact", "explicit", "auto_mapped")
+DECISIONS = ("exact", "auto_mapped", "suggested", "unmapped", "explicit", "swapped")
+# "swapped" is applied as the header says (drift.on_swap decides whether that may load)
+APPLIED = ("exact", "explicit", "auto_mapped", "swapped")
 
 # Log-odds margin the optimal assignment must keep over the best assignment without the pair before
 # the pair is auto-applied. 1.0 ~ an odds ratio of e: 0.95 vs a 0.90 rival (0.75) is not enough,
@@ -67,6 +76,12 @@ AUTO_MARGIN = 1.0
 AUTO_NAME_FLOOR = 0.7
 # Pairs below this confidence do not take part in the assignment at all.
 ASSIGN_FLOOR = 0.35
+# Swapped headers: a header-matched column is read as swapped only when the values under another
+# matched header fit its last load's profile by this much more than its own do (both ways round) and
+# fit it well in absolute terms. Columns of one kind (small counts, ratings) look alike and never
+# clear the margin: an unclear case stays silent rather than stopping good loads.
+SWAP_MARGIN = 0.2
+SWAP_FLOOR = 0.8
 
 
 # --------------------------------------------------------------------------------------------------
@@ -570,14 +585,22 @@ def profile_similarity(a: ColumnProfile, b: ColumnProfile) -> float:
 class ColumnMapping:
     expected: str | None  # None for an added column
     observed: str | None  # None when unmapped
-    confidence: float  # in [0, 1]
-    decision: str  # "exact" | "auto_mapped" | "suggested" | "unmapped" | "explicit"
+    # in [0, 1], rounded once (3 decimals) where it is computed; every output shows this very number
+    confidence: float
+    decision: str  # one of DECISIONS
     evidence: dict[str, float] = field(default_factory=dict)
-    candidates: list[tuple[str, float]] = field(default_factory=list)  # top 3 observed candidates
+    # top 3 observed candidates, ranked by the pair's own evidence, each with the pair's confidence
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    swapped_with: str | None = None  # "swapped": the observed column whose values fit this column
 
     @property
     def applied(self) -> bool:
         return self.decision in APPLIED
+
+
+def shown(confidence: float | None) -> str:
+    """A confidence as every message, table and log line prints it (the stored number, no re-rounding)."""
+    return "" if confidence is None else f"{confidence:.3f}"
 
 
 def _md(text: object) -> str:
@@ -593,6 +616,8 @@ class DriftReport:
     added: list[str] = field(default_factory=list)  # observed columns not mapped to any expected one
     removed: list[str] = field(default_factory=list)  # expected columns with no applied mapping
     type_changes: list[dict] = field(default_factory=list)  # {"column", "expected", "observed"}
+    # observed columns (in `added` too) that would land in a column another one loads into: never loadable
+    conflicts: list[dict] = field(default_factory=list)
 
     def observed_for(self, expected: str) -> str | None:
         """The observed column an expected column was mapped to (applied mappings only)."""
@@ -609,8 +634,12 @@ class DriftReport:
             self.added
             or self.removed
             or self.type_changes
-            or any(m.decision == "auto_mapped" for m in self.mappings)
+            or self.conflicts
+            or any(m.decision in ("auto_mapped", "swapped") for m in self.mappings)
         )
+
+    def swapped(self) -> list[ColumnMapping]:
+        return [m for m in self.mappings if m.decision == "swapped"]
 
     def missing(self, required: Iterable[str]) -> list[ColumnMapping]:
         """Mappings of required expected columns that are unmapped or only suggested."""
@@ -624,10 +653,13 @@ class DriftReport:
                 {
                     "expected": m.expected,
                     "observed": m.observed,
-                    "confidence": round(float(m.confidence), 3),
+                    "confidence": m.confidence,
                     "decision": m.decision,
                 }
                 for m in self.mappings
+            ] + [  # a refused column is a decision too: one more row, as in the markdown table
+                {"expected": c["column"], "observed": c["observed"], "confidence": None, "decision": "conflict"}
+                for c in self.conflicts
             ],
             "added": list(self.added),
             "removed": list(self.removed),
@@ -640,17 +672,22 @@ class DriftReport:
             "| --- | --- | ---: | --- | --- |",
         ]
         for m in self.mappings:
-            ev = ", ".join(f"{k}={v:.2f}" for k, v in m.evidence.items())
-            if not m.applied and m.candidates:
+            ev = ", ".join(f"{k}={v:.3f}" for k, v in m.evidence.items())  # as stored, like the confidence
+            if m.swapped_with is not None:
+                ev += f"; values fit {_md(m.swapped_with)}"
+            elif not m.applied and m.candidates:
                 ev = (ev + "; " if ev else "") + "candidates: " + ", ".join(
-                    f"{_md(c)} ({s:.2f})" for c, s in m.candidates
+                    f"{_md(c)} ({shown(s)})" for c, s in m.candidates
                 )
             lines.append(
                 f"| {_md(m.expected)} | {_md(m.observed) if m.observed is not None else '—'} | "
-                f"{m.confidence:.2f} | {m.decision} | {ev} |"
+                f"{shown(m.confidence)} | {m.decision} | {ev} |"
             )
         for name in self.added:
             lines.append(f"| — | {_md(name)} |  | added |  |")
+        for c in self.conflicts:
+            lines.append(f"| {_md(c['column'])} | {_md(c['observed'])} |  | conflict | "
+                         f"{_md(c['mapped_from'])} loads into it too |")
         for t in self.type_changes:
             lines.append(
                 f"| {_md(t['column'])} | {_md(self.observed_for(t['column']))} |  | type changed | "
@@ -796,8 +833,9 @@ def detect_drift(
 ) -> DriftReport:
     """Compare observed columns with the expected schema (name -> type) and classify each column.
 
-    ``column_map`` and ``accepted`` map observed -> expected and always win. ``sample`` maps observed
-    column -> sampled values; ``previous_profiles`` maps expected column -> profile from the last load.
+    ``column_map`` and ``accepted`` map observed -> expected (column_map always wins, accepted wins over
+    everything but an exact name). ``sample`` maps observed column -> sampled values; ``previous_profiles``
+    maps expected column -> profile from the last load.
     """
     if not 0.0 <= suggest_threshold <= auto_map_threshold <= 1.0:
         raise ValueError(
@@ -811,17 +849,25 @@ def detect_drift(
     fixed: dict[str, ColumnMapping] = {}
     used: set[str] = set()
 
-    # 1. explicit: the config's column_map first, then renames the user accepted earlier
-    for origin, mapping in (("column_map", column_map), ("accepted", accepted)):
+    def explicit(origin: str, mapping: Mapping[str, str] | None) -> None:
         for obs_key, exp_key in (mapping or {}).items():
-            e = _resolve(str(exp_key), [x for x in exp_names if x not in fixed])
             o = _resolve(str(obs_key), [x for x in obs_names if x not in used])
-            if e is None or o is None:
+            e = _resolve(str(exp_key), [x for x in exp_names if x not in fixed])
+            if o is None:
                 continue  # a mapping for a column this batch does not have: nothing to apply
+            if e is None:
+                if origin == "column_map" and normalize_name(str(obs_key)) == normalize_name(str(exp_key)):
+                    used.add(o)  # `{price: price}`: the user's word that it is a column of its own, not a rename
+                continue
             fixed[e] = ColumnMapping(e, o, 1.0, "explicit", {origin: 1.0}, [(o, 1.0)])
             used.add(o)
 
-    # 2. exact after normalisation; a verbatim spelling wins over another that normalises equal
+    # 1. the config's column_map: the user's word beats everything, an exact name included
+    explicit("column_map", column_map)
+
+    # 2. exact after normalisation; a verbatim spelling wins over another that normalises equal. A
+    # header that plainly names the column beats a rename remembered from an earlier file: the
+    # remembered source column, if present too, is then a column of its own
     by_norm: dict[str, list[str]] = {}
     for o in obs_names:
         if o not in used:
@@ -834,6 +880,9 @@ def detect_drift(
             o = e if e in pool else pool[0]
             fixed[e] = ColumnMapping(e, o, 1.0, "exact", {"name": 1.0}, [(o, 1.0)])
             used.add(o)
+
+    # 2b. renames applied (and remembered) before, for the columns still open
+    explicit("accepted", accepted)
 
     # 3. score the remaining pairs
     rest_e = [e for e in exp_names if e not in fixed]
@@ -848,6 +897,16 @@ def detect_drift(
             if n:
                 obs_types[o] = typ
                 obs_profiles[o] = ColumnProfile.of(vals)
+
+    # 2c. headers that name columns plainly can still be swapped: the values tell (column_map is the
+    # user's word and is not second-guessed)
+    by_header = {e: m.observed for e, m in fixed.items() if "column_map" not in m.evidence and m.observed}
+    for e, (partner, own, cross) in _swaps(by_header, previous_profiles, obs_profiles).items():
+        m = fixed[e]
+        own = round(own, 3)  # the confidence of a swapped pairing: how well its values fit the column
+        fixed[e] = ColumnMapping(e, m.observed, own, "swapped",
+                                 {**m.evidence, "profile": own, "swap_profile": round(cross, 3)},
+                                 [(m.observed, own)], swapped_with=partner)
 
     conf = [[0.0] * len(rest_o) for _ in rest_e]
     evid: list[list[dict[str, float]]] = [[{} for _ in rest_o] for _ in rest_e]
@@ -882,19 +941,11 @@ def detect_drift(
     # can only err towards "suggested"
     exact_ok = len(rest_e) * len(rest_o) <= 1600
 
-    results: dict[str, ColumnMapping] = dict(fixed)
-    for i, e in enumerate(rest_e):
-        order = sorted(range(len(rest_o)), key=lambda j: (-conf[i][j], j))
-        candidates = [(rest_o[j], conf[i][j]) for j in order[:3]]
-        j = chosen.get(i)
-        if j is None:
-            best = order[0] if order else None
-            c = conf[i][best] if best is not None else 0.0
-            ev = dict(evid[i][best]) if best is not None else {}
-            # its best candidate went to a column that fits it better: nothing to suggest here
-            c = min(c, round(suggest_threshold - 0.001, 3))
-            results[e] = ColumnMapping(e, None, max(c, 0.0), "unmapped", ev, candidates)
-            continue
+    # decide each assigned pair; the confidence it gets is the one number shown for it everywhere
+    auto_cap = round(auto_map_threshold - 0.01, 3)
+    suggest_cap = max(round(suggest_threshold - 0.001, 3), 0.0)
+    decided: dict[int, tuple[str, float, dict[str, float]]] = {}
+    for i, j in chosen.items():
         c, ev = conf[i][j], dict(evid[i][j])
         decision = "suggested"
         if c >= auto_map_threshold:
@@ -907,11 +958,29 @@ def detect_drift(
             else:
                 # ambiguous or resting on values alone: report it below the auto threshold so the
                 # number the user sees agrees with what was done
-                c = min(c, round(auto_map_threshold - 0.01, 3))
-        if decision == "suggested" and c < suggest_threshold:
-            results[e] = ColumnMapping(e, None, c, "unmapped", ev, candidates)
+                c = min(c, auto_cap)
+        decided[i] = ("unmapped" if decision == "suggested" and c < suggest_threshold else decision, c, ev)
+    taken = {chosen[i]: i for i, (d, _, _) in decided.items() if d != "unmapped"}
+
+    def pair_confidence(i: int, j: int) -> float:
+        if chosen.get(i) == j:
+            return decided[i][1]
+        if taken.get(j, i) != i:
+            return min(conf[i][j], suggest_cap)  # it went to a column it fits better: not credible here
+        return min(conf[i][j], auto_cap)  # not applied, so never shown at an applying confidence
+
+    results: dict[str, ColumnMapping] = dict(fixed)
+    for i, e in enumerate(rest_e):
+        # ranked by the pair's own evidence; each shown with the pair's confidence after the assignment
+        order = sorted(range(len(rest_o)), key=lambda j: (-conf[i][j], j))
+        candidates = [(rest_o[j], pair_confidence(i, j)) for j in order[:3]]
+        decision, c, ev = decided.get(i, ("unmapped", 0.0, dict(evid[i][order[0]]) if order else {}))
+        if decision == "unmapped":
+            # the number of "no credible match" is its best candidate's, below drift.suggest_threshold
+            results[e] = ColumnMapping(e, None, max((s for _, s in candidates), default=0.0), "unmapped", ev,
+                                       candidates)
             continue
-        results[e] = ColumnMapping(e, rest_o[j], c, decision, ev, candidates)
+        results[e] = ColumnMapping(e, rest_o[chosen[i]], c, decision, ev, candidates)
 
     mappings = [results[e] for e in exp_names]
     applied_obs = {m.observed for m in mappings if m.applied}
@@ -922,9 +991,56 @@ def detect_drift(
             obs_t = obs_types[m.observed]
             if exp_t in TYPES and not _coercible(exp_t, obs_t):
                 type_changes.append({"column": m.expected, "expected": exp_t, "observed": obs_t})
+    # a suggestion's observed column is that suggestion, not also a new column: the same values are
+    # never both "maybe column X" and "column Y"
+    suggested_obs = {m.observed for m in mappings if m.decision == "suggested"}
+    conflicts = _conflicts(obs_names, mappings)
     return DriftReport(
         mappings=mappings,
-        added=[o for o in obs_names if o not in applied_obs],
+        added=[o for o in obs_names if o not in applied_obs and o not in suggested_obs],
         removed=[m.expected for m in mappings if not m.applied],  # type: ignore[misc]
         type_changes=type_changes,
+        conflicts=conflicts,
     )
+
+
+def _conflicts(observed: Sequence[str], mappings: Sequence[ColumnMapping]) -> list[dict]:
+    """Observed columns left under their own name that would land in a column another observed column loads
+    into (a `column_map` source beside a header naming its target; "Amount" beside "amount"): one table
+    column cannot hold both, and SQLite would not even tell their names apart."""
+    into = {normalize_name(str(m.expected)): (str(m.expected), str(m.observed))
+            for m in mappings if m.applied and m.observed is not None}
+    loaded = {m.observed for m in mappings if m.applied or m.decision == "suggested"}
+    out = []
+    for o in observed:
+        hit = into.get(normalize_name(o)) if o not in loaded else None
+        if hit is not None:
+            out.append({"column": hit[0], "observed": o, "mapped_from": hit[1]})
+    return out
+
+
+def _swaps(by_header: Mapping[str, str], previous: Mapping[str, ColumnProfile],
+           observed: Mapping[str, ColumnProfile]) -> dict[str, tuple[str, float, float]]:
+    """Header-matched columns whose values moved: expected -> (observed column whose values fit it, own
+    profile similarity, that column's). Each column of a swap fits the other's last load far better than its
+    own (SWAP_MARGIN, SWAP_FLOOR), both ways round: a two-way swap, or a rotation of several headers."""
+    pairs = {e: o for e, o in by_header.items() if e in previous and o in observed}
+    own = {e: profile_similarity(previous[e], observed[o]) for e, o in pairs.items()}
+    # only a column that fits its own last load poorly can gain the margin: cheap on wide headers
+    open_ = [e for e in pairs if own[e] <= 1.0 - SWAP_MARGIN]
+    best: dict[str, tuple[str, float]] = {}
+    for e in open_:
+        fits = [(profile_similarity(previous[e], observed[pairs[f]]), f) for f in open_ if f != e]
+        if fits:
+            sim, f = max(fits)
+            if sim >= SWAP_FLOOR and sim - own[e] >= SWAP_MARGIN:
+                best[e] = (f, sim)
+    out: dict[str, tuple[str, float, float]] = {}
+    for start in best:  # keep the columns on a cycle of "fits the other better": a -> b -> a, a -> b -> c -> a
+        path, e = [], start
+        while e in best and e not in path:
+            path.append(e)
+            e = best[e][0]
+        if e == start:
+            out.update({x: (pairs[best[x][0]], own[x], best[x][1]) for x in path})
+    return out

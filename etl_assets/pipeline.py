@@ -29,9 +29,9 @@ from .extract import Batch, make_extractor
 from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
-from .schema import coerce
+from .schema import DateRules, coerce
 from .source_lock import SourceLock
-from .warehouse import ROW_ID, Warehouse
+from .warehouse import LINEAGE, ROW_ID, Warehouse, file_row_prefix
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,63 @@ def column_name(raw: Any) -> str:
 
 
 def _row_ids(batch: Batch) -> list[str]:
-    # Without a primary key, a row is who it is by where it came from: location + row number.
-    return [hashlib.sha1(f"{batch.location}#{i}".encode()).hexdigest() for i in batch.frame.index]
+    """Identity without a primary key (README "Row identity"), never the batching: a record's content hash (APIs,
+    feeds: the extractor's `row_ids`), else the file's path, its content version and the row number."""
+    if batch.row_ids is not None:
+        return batch.row_ids
+    prefix = file_row_prefix(batch.location, batch.version or "")
+    return [f"{prefix}{i}" for i in batch.frame.index]
+
+
+RESERVED = (ROW_ID, *LINEAGE)  # the loader's own columns: a source column of that name is renamed
+_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold(name: str) -> str:
+    """A name as SQLite compares identifiers (ASCII case-insensitively); PostgreSQL's quoted ones are stricter."""
+    return name.translate(_ASCII_FOLD)
+
+
+def _shown(name: Any, limit: int = 60) -> str:
+    text = str(name)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def safe_names(source: str, location: str, raw: list[Any]) -> tuple[list[str], dict[str, str]]:
+    """The warehouse names of a header: trimmed and shortened (`column_name`), a lineage name renamed
+    `source_<name>`; returns them and those renames. Two raw names that end up one name to the warehouse (equal
+    once trimmed or shortened, or differing only in case) are a SourceError naming both."""
+    names = [column_name(c) for c in raw]
+    reserved = {_fold(r) for r in RESERVED}
+    renamed = {}
+    for i, name in enumerate(names):
+        if _fold(name) in reserved:
+            names[i] = column_name(f"source_{name}")
+            renamed[name] = names[i]
+    # equal names cannot even be reconciled; names equal but for case are refused before the table is made
+    # (`Ingest._check_table`), after `column_map` had its chance to rename one of them
+    _refuse_clashes(source, location, [str(c) for c in raw], names, fold=False)
+    return names, renamed
+
+
+def _refuse_clashes(source: str, location: str, raw: list[str], names: list[str], fold: bool = True,
+                    existing: frozenset[str] = frozenset()) -> None:
+    """`existing`: columns the table already has; two of them may stay (a PostgreSQL table made with `Id` and `id`
+    before this check keeps loading), a new column may not clash with any."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = seen.setdefault(_fold(name) if fold else name, i)
+        if j == i or (names[j] in existing and name in existing):
+            continue
+        r0, n0, r = raw[j], names[j], raw[i]
+        long = max(len(r0.encode("utf-8")), len(r.encode("utf-8"))) > MAX_IDENTIFIER
+        named = f" ({_shown(n0)}, {_shown(name)})" if (n0, name) != (r0, r) else ""
+        why = (f"differ only in case{named}, and SQLite does not tell such names apart" if n0 != name
+               else f"are both {_shown(name)} once shortened to {MAX_IDENTIFIER} bytes" if long
+               else f"are both {_shown(name)} to the warehouse")
+        raise SourceError(source, location, f"columns {_shown(r0)} and {_shown(r)} {why}",
+                          "rename one of them in the source; or declare `columns` and map one to another name "
+                          "with `column_map`")
 
 
 def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
@@ -197,6 +252,9 @@ class Ingest:
         self.spec, self.wh, self.run_id = spec, warehouse, run_id
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
+        self.by_file = self.key == [ROW_ID] and isinstance(spec, CsvSource)  # a file's new version replaces its rows
+        self._renames_logged: set[tuple] = set()
+        self.dates = DateRules.of(spec)  # date keys, and the day/month order each column decided this run
         location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
 
@@ -204,19 +262,17 @@ class Ingest:
         """The source to the end of its input, holding its lock; a database failure is one line."""
         lock = SourceLock(self.wh.engine, self.spec.name)
         try:
-            if not lock.acquire():
-                holder = self.wh.running_runs(self.spec.name)
-                raise SourceError(self.spec.name, "run", "another run is loading this source"
-                                  + (f" ({', '.join(holder)})" if holder else ""),
-                                  "wait for it to finish or stop it; a Dagster step retries later", retryable=True)
-            for run_id in self.wh.mark_abandoned(self.spec.name, self.run_id):
-                log.warning("source %s: run %s ended without finishing (killed?); marked abandoned", self.spec.name,
-                            run_id, extra=event_fields("run_abandoned", abandoned_run_id=run_id))
+            lock.acquire(when_alone=self._mark_abandoned)
             return self._run()
         except sa.exc.SQLAlchemyError as exc:
             raise database_error(self.spec.name, repr(self.wh), exc) from None
         finally:
             lock.release()
+
+    def _mark_abandoned(self) -> None:
+        for run_id in self.wh.mark_abandoned(self.spec.name, self.run_id):
+            log.warning("source %s: run %s ended without finishing (killed?); marked abandoned", self.spec.name,
+                        run_id, extra=event_fields("run_abandoned", abandoned_run_id=run_id))
 
     def _run(self) -> IngestStats:
         spec, stats = self.spec, self.stats
@@ -303,40 +359,85 @@ class Ingest:
     def _prepare(self, batch: Batch) -> _Prepared:
         """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""
         spec = self.spec
-        frame = batch.frame
-        frame = frame.rename(columns={c: column_name(c) for c in frame.columns})  # column_map: see reconcile
-        dup = list(frame.columns[frame.columns.duplicated()])
-        if dup:
-            raise SourceError(spec.name, batch.location, f"duplicate column names {dup}",
-                              "rename the columns in the source or use `column_map`")
+        frame = self._named(batch)  # column_map: see reconcile
         out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
+        self._check_reserved(rec.schema or {}, batch.location)  # a declared lineage name, before drift reads it
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
             frame, out.events = fit.frame, fit.events
             out.state = rec.state() if fit.changed else None  # once per header, not per batch
             schema = dict(rec.schema)
-            out.table = self.wh.ensure_table(spec.table_name, schema, self.key)
+            self._check_table(schema, batch.location)
+            out.table = self.wh.ensure_table(spec.table_name, schema, self.key, source=spec.name,
+                                             location_index=self.by_file)
             if self.key == [ROW_ID]:
                 frame = frame.assign(**{ROW_ID: _row_ids(batch)})
                 schema = {ROW_ID: "string", **schema}
             if fit.blocked:  # drift.on_missing_required: quarantine - the whole batch, with the reason
                 out.quarantined = _quarantine_rows(batch, frame.assign(_reason=fit.blocked))
             else:
-                coerced = coerce(frame, schema, self.key)
+                coerced = coerce(frame, schema, self.key, self.dates)
                 out.rows, out.quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
                 out.duplicate_keys = int(out.rows.duplicated(subset=self.key).sum())
+        elif batch.replaces and self.by_file and rec.schema:  # an empty new version still replaces the old rows
+            out.table = self.wh.ensure_table(spec.table_name, dict(rec.schema), self.key, source=spec.name,
+                                             location_index=True)
         out.quarantined += _rejected_rows(batch)
         out.schema = dict(rec.schema or {})
         out.drift = [r for _, r in rec.reports.values()]
         return out
+
+    def _named(self, batch: Batch) -> pd.DataFrame:
+        """The batch under names the warehouse can hold (`safe_names`); a renamed lineage name WARNs once per header."""
+        raw = list(batch.frame.columns)
+        names, renamed = safe_names(self.spec.name, batch.location, raw)
+        if renamed and tuple(raw) not in self._renames_logged:
+            self._renames_logged.add(tuple(raw))
+            for old, new in renamed.items():
+                log.warning("source %s: column '%s' of %s has the name of a lineage column; it lands as '%s'",
+                            self.spec.name, old, batch.location, new,
+                            extra=event_fields("column_renamed", source=self.spec.name, location=batch.location,
+                                               observed=old, column=new))
+        return batch.frame.set_axis(names, axis=1)
+
+    def _check_reserved(self, schema: dict[str, str], location: str) -> None:
+        reserved = {_fold(r): r for r in RESERVED}
+        taken = [c for c in schema if _fold(c) in reserved]
+        if taken:
+            raise SourceError(self.spec.name, location, f"column {_shown(taken[0])} of the schema is the name of the "
+                              f"lineage column '{reserved[_fold(taken[0])]}'",
+                              f"call it 'source_{taken[0]}' in `columns` (the name a source column of that name "
+                              "lands as)")
+
+    def _check_table(self, schema: dict[str, str], location: str) -> None:
+        """Before any DDL: the table's names are distinct on every dialect, none is a lineage name, and there are
+        no more of them than a table may have."""
+        spec = self.spec
+        self._check_reserved(schema, location)
+        names = ([ROW_ID] if self.key == [ROW_ID] else []) + list(schema) + list(LINEAGE)
+        existing = self.wh.existing_columns(spec.table_name)
+        _refuse_clashes(spec.name, location, names, names, existing=existing)
+        names = list(dict.fromkeys([*existing, *names]))
+        if len(names) > self.wh.max_columns:
+            raise SourceError(spec.name, location, f"the table would have {len(names)} columns ({len(schema)} from "
+                              f"the source, the rest lineage), more than {self.wh.dialect} allows in a table "
+                              f"({self.wh.max_columns})", "declare the `columns` to keep and set "
+                              "drift.on_new_column: ignore, or split the source")
 
     def _commit(self, p: _Prepared) -> None:
         """Land a prepared batch in one transaction (writer thread), then count it."""
         spec, stats, batch = self.spec, self.stats, p.batch
         result = self.wh.load(source=spec.name, table=p.table, key=self.key, rows=p.rows, quarantined=p.quarantined,
                               position=batch.position, run_id=self.run_id, location=batch.location,
-                              schema=p.state, drift_events=p.events)
+                              schema=p.state, drift_events=p.events,
+                              replaces=file_row_prefix(batch.location, batch.version or "")
+                              if batch.replaces and self.by_file else None)
+        if result.deleted:
+            log.info("source %s: %s changed: its %d row(s) from an earlier version were replaced", spec.name,
+                     batch.location, result.deleted, extra=event_fields("file_replaced", source=spec.name,
+                                                                        location=batch.location,
+                                                                        records_deleted=result.deleted))
         stats.drift_events += len(p.events)
         stats.duplicate_keys += p.duplicate_keys
         stats.batches += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .drift import ColumnProfile, DriftReport, detect_drift
+from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, shown
 from .errors import SourceError
 from .schema import infer_schema
 
@@ -32,7 +32,8 @@ class SchemaState:
 
 
 class DriftBlocked(SourceError):
-    """The batch cannot load: a required column has no credible match (or a new column under `fail`)."""
+    """The batch cannot load as it is: a required column without a credible match, a rename only suggested, swapped
+    headers (drift.on_swap: fail), two columns for one, or a new column under drift.on_new_column: fail."""
 
     def __init__(self, source: str, place: str, problem: str, fix: str, report: DriftReport):
         super().__init__(source, place, problem, fix)
@@ -54,13 +55,59 @@ def required_columns(spec: Any) -> list[str]:
     return list(spec.columns) if spec.columns else list(spec.primary_key or [])
 
 
-def blocks(spec: Any, report: DriftReport) -> list[str]:
-    """Why a batch with this header would not load (empty: it would)."""
-    why = [f"required column '{m.expected}' unmatched" for m in report.missing(required_columns(spec))
-           if spec.drift.on_missing_required == "fail"]
-    if report.added and spec.drift.on_new_column == "fail":
-        why.append(f"new column(s) {report.added}")
-    return why
+@dataclass
+class Verdict:
+    """What a header's drift report means for its batch under the source's `drift` policy: one judgement for a
+    run and for `drift-check`. Each entry is (short reason, problem, fix)."""
+
+    stop: list[tuple[str, str, str]] = field(default_factory=list)  # the load stops (DriftBlocked)
+    hold: list[tuple[str, str, str]] = field(default_factory=list)  # the batch is quarantined with the problem
+
+
+def _candidates(m: ColumnMapping) -> str:
+    return " (best: " + ", ".join(f"'{c}' {shown(s)}" for c, s in m.candidates) + ")" if m.candidates else ""
+
+
+def verdict(spec: Any, report: DriftReport) -> Verdict:
+    d, out = spec.drift, Verdict()
+    for c in report.conflicts:  # never loadable: one table column cannot take two file columns
+        mapped = c["mapped_from"]
+        fix = "keep one of the two columns in the file" + (
+            f", or drop the `column_map` entry for '{mapped}'" if mapped in (spec.column_map or {}) else "")
+        out.stop.append((f"columns '{mapped}' and '{c['observed']}' both load into '{c['column']}'",
+                         f"columns '{mapped}' and '{c['observed']}' would both load into '{c['column']}'", fix))
+    swapped = report.swapped()
+    if swapped and d.on_swap == "fail":
+        cols = [str(m.observed) for m in swapped]
+        problem = "the headers look swapped: " + ", ".join(
+            f"the values under '{m.swapped_with}' fit '{m.expected}' (profile {shown(m.evidence['swap_profile'])}) "
+            f"better than those under '{m.observed}' ({shown(m.confidence)})" for m in swapped)
+        mapping = ", ".join(f"'{m.swapped_with}': '{m.expected}'" for m in swapped)
+        out.stop.append((f"columns {cols} look swapped", problem,
+                         f"correct the file's header, or map the columns in `column_map` ({{{mapping}}}); if the "
+                         "values really changed, set drift.on_swap: warn"))
+    unresolved = out.stop if d.on_missing_required == "fail" else out.hold
+    required = set(required_columns(spec))
+    for m in report.mappings:
+        if m.decision == "suggested":  # any column: loading would leave it empty and its values elsewhere
+            unresolved.append((
+                f"column '{m.expected}' only suggested ('{m.observed}' {shown(m.confidence)})",
+                f"column '{m.expected}' may be '{m.observed}' (confidence {shown(m.confidence)}, below "
+                f"drift.auto_map_threshold {d.auto_map_threshold}): not applied, and loading would leave "
+                f"'{m.expected}' empty and put its values in a new column '{m.observed}'",
+                f"if it is, column_map: {{'{m.observed}': '{m.expected}'}}; if '{m.observed}' is a column of its "
+                "own, " + ("add it to `columns`" if spec.columns else
+                           f"column_map: {{'{m.observed}': '{m.observed}'}}")))
+        elif m.expected in required and not m.applied:
+            unresolved.append((
+                f"required column '{m.expected}' unmatched",
+                f"required column '{m.expected}' has no credible match in the data{_candidates(m)}",
+                ("map it in `column_map`, e.g. column_map: {" + f"'{m.candidates[0][0]}': '{m.expected}'" + "}")
+                if m.candidates else "fix the source or `columns`"))
+    if report.added and d.on_new_column == "fail":
+        out.stop.append((f"new column(s) {report.added}", f"new column(s) {report.added}",
+                         "add them to `columns` or set drift.on_new_column: evolve"))
+    return out
 
 
 class Reconciler:
@@ -101,26 +148,19 @@ class Reconciler:
             self.reports[header] = (location, self.report(frame))
         report = self.reports[header][1]
         events = self.events(report) if first else []
-        blocked = None
-        missing = report.missing(self.required)
-        if missing:
-            problem = "; ".join(
-                f"required column '{m.expected}' has no credible match in the data"
-                + (" (best: " + ", ".join(f"'{c}' {s:.2f}" for c, s in m.candidates) + ")" if m.candidates else "")
-                for m in missing)
-            if self.spec.drift.on_missing_required == "fail":
-                fix = ("map it in `column_map`, e.g. column_map: {" + f"'{missing[0].candidates[0][0]}': "
-                       f"'{missing[0].expected}'" + "}" if missing[0].candidates else "fix the source or `columns`")
-                raise DriftBlocked(self.spec.name, location, problem, fix, report)
-            blocked = problem
+        judged = verdict(self.spec, report)
+        if judged.stop:
+            raise DriftBlocked(self.spec.name, location, "; ".join(p for _, p, _ in judged.stop), judged.stop[0][2],
+                               report)
+        blocked = "; ".join(p for _, p, _ in judged.hold) or None  # drift.on_missing_required: quarantine
         frame = frame.rename(columns=report.rename_map())
+        if frame.columns.duplicated().any():  # the report's conflicts catch this; a frame must never hold it
+            raise DriftBlocked(self.spec.name, location, "two columns would load into "
+                               f"{sorted(set(frame.columns[frame.columns.duplicated()]))}",
+                               "keep one of them in the file or fix `column_map`", report)
         new = [c for c in report.added if c in frame.columns]
         if new:
-            policy = self.spec.drift.on_new_column
-            if policy == "fail":
-                raise DriftBlocked(self.spec.name, location, f"new column(s) {new}",
-                                   "add them to `columns` or set drift.on_new_column: evolve", report)
-            if policy == "ignore":
+            if self.spec.drift.on_new_column == "ignore":
                 frame = frame.drop(columns=new)
             else:
                 added = infer_schema(frame[new])
@@ -129,10 +169,11 @@ class Reconciler:
         if first:
             for m in report.mappings:
                 if m.decision == "auto_mapped":
-                    log.warning("source %s: column '%s' in %s read as '%s' (confidence %.2f)", self.spec.name,
-                                m.observed, location, m.expected, m.confidence)
+                    log.warning("source %s: column '%s' in %s read as '%s' (confidence %s)", self.spec.name,
+                                m.observed, location, m.expected, shown(m.confidence))
                     self.accepted[m.observed] = m.expected  # remembered: the same header will not alert again
-            self._learn_profiles(frame)
+            if blocked is None:  # a quarantined batch did not land: the next load compares with the last that did
+                self._learn_profiles(frame)
         return Reconciled(frame, events, blocked, changed=first)
 
     def _learn_profiles(self, frame: pd.DataFrame) -> None:
@@ -144,7 +185,7 @@ class Reconciler:
     def events(self, report: DriftReport) -> list[dict[str, Any]]:
         """One row per non-trivial decision (etl_schema_drift)."""
         out = [{"expected": m.expected, "observed": m.observed, "confidence": float(m.confidence),
-                "decision": m.decision} for m in report.mappings if m.decision in ("auto_mapped", "suggested")]
+                "decision": m.decision} for m in report.mappings if m.decision in ("auto_mapped", "suggested", "swapped")]
         required = set(self.required)
         # a CSV header that lost a column is news; an API page without an optional key is not
         if self.spec.kind == "csv":
@@ -154,7 +195,11 @@ class Reconciler:
         else:
             out += [{"expected": m.expected, "observed": None, "confidence": float(m.confidence),
                      "decision": "unmapped"} for m in report.mappings if m.decision == "unmapped" and m.expected in required]
-        out += [{"expected": None, "observed": c, "confidence": None, "decision": "added"} for c in report.added]
+        conflicting = {c["observed"] for c in report.conflicts}
+        out += [{"expected": c["column"], "observed": c["observed"], "confidence": None, "decision": "conflict"}
+                for c in report.conflicts]
+        out += [{"expected": None, "observed": c, "confidence": None, "decision": "added"} for c in report.added
+                if c not in conflicting]
         out += [{"expected": t["column"], "observed": report.observed_for(t["column"]), "confidence": None,
                  "decision": f"type_changed:{t['expected']}->{t['observed']}"} for t in report.type_changes]
         return out

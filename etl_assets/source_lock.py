@@ -1,17 +1,22 @@
-"""One run per source at a time, whatever started it (Dagster, `etl-assets ingest`, a script).
+"""Who is running a source, for telling a live run from a dead one.
 
-Dagster's pools keep two of its own steps of a source apart; this lock also covers every other caller. It dies
-with its holder (a PostgreSQL session lock, an flock on SQLite), so a run killed with SIGKILL never keeps it, and
-whoever holds it knows that every `started` run of the source left in `etl_runs` is abandoned.
+Every run of a source holds its lock in shared mode, so runs of one source may still overlap (they share the
+source's rate limit and its checkpoint; a key two of them land at the same instant fails one transaction, which a
+retry lands again). A run that starts alone, which it knows by getting the lock exclusively for a moment, knows that
+every run of the source still `started` in `etl_runs` is dead: it marks them abandoned. The lock dies with its
+holder (a PostgreSQL session lock, an flock on SQLite), so a run killed with SIGKILL never keeps it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from typing import IO
 
 import sqlalchemy as sa
+
+_KEY = "hashtext('etl-assets source'), hashtext(:s)"
 
 
 class SourceLock:
@@ -20,34 +25,39 @@ class SourceLock:
         self._conn: sa.Connection | None = None
         self._file: IO[bytes] | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock at once, or return False when another run holds it."""
+    def acquire(self, when_alone: Callable[[], None]) -> None:
+        """Hold the lock shared; call `when_alone` first if no other run of the source holds it."""
         if self.engine.dialect.name == "postgresql":
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext('etl-assets source'), hashtext(:s))"),
-                               {"s": self.source}).scalar()
-            if got:
-                self._conn = conn
+            self._conn = conn
+            if conn.execute(sa.text(f"SELECT pg_try_advisory_lock({_KEY})"), {"s": self.source}).scalar():
+                try:
+                    when_alone()
+                finally:  # shared first, then the exclusive hold goes: no instant without the lock
+                    conn.execute(sa.text(f"SELECT pg_advisory_lock_shared({_KEY})"), {"s": self.source})
+                    conn.execute(sa.text(f"SELECT pg_advisory_unlock({_KEY})"), {"s": self.source})
             else:
-                conn.close()
-            return bool(got)
+                conn.execute(sa.text(f"SELECT pg_advisory_lock_shared({_KEY})"), {"s": self.source})
+            return
         path = self._lock_path()
         if path is None:  # an in-memory database has one process by construction
-            return True
-        f = open(path, "ab")  # noqa: SIM115 - held open for the run: the lock lives as long as the file handle
+            when_alone()
+            return
+        f = self._file = open(path, "ab")  # noqa: SIM115 - held for the run: the lock lives with the descriptor
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.close()
-            return False
-        self._file = f
-        return True
+            fcntl.flock(f, fcntl.LOCK_SH)
+            return
+        try:
+            when_alone()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_SH)  # converted in place
 
     def release(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext('etl-assets source'), hashtext(:s))"),
-                                   {"s": self.source})
+                self._conn.execute(sa.text(f"SELECT pg_advisory_unlock_shared({_KEY})"), {"s": self.source})
                 self._conn.close()
             except sa.exc.SQLAlchemyError:
                 self._conn.invalidate()  # the session is gone, and its lock with it

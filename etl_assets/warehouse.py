@@ -7,6 +7,8 @@ A crash anywhere before the commit leaves the table and the checkpoint as they w
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import copy_binary, faults
+from .errors import SourceError
 from .ratelimit import RateLimiter
 from .reconcile import SchemaState
 
@@ -146,10 +149,84 @@ def kind_of(column_type: sa.types.TypeEngine) -> str:
     return "string"
 
 
+def file_row_prefix(location: str, version: str) -> str:
+    """What `_etl_row_id` of a file's row starts with, without a primary key: 16 hex digits of the path's hash and
+    16 of the content's SHA-256 (`<path>.<version>.<row number>`). A new version of the file deletes the path's
+    rows that do not start with its own prefix (`load(replaces=...)`)."""
+    return f"{hashlib.sha256(location.encode('utf-8')).hexdigest()[:16]}.{version[:16]}."
+
+
+def _any(terms: list[str]) -> str:
+    """`a OR b OR ...` as a balanced tree: its depth grows with log2 of the terms, not with their number."""
+    if len(terms) == 1:
+        return terms[0]
+    mid = len(terms) // 2
+    return f"({_any(terms[:mid])} OR {_any(terms[mid:])})"
+
+
+_WIDTH = {"integer": 8, "float": 8, "timestamp": 8, "date": 4, "boolean": 1}  # PostgreSQL: size = alignment
+PG_PAGE_SHARE = 4096  # bytes of a row's values beyond which padding is worth saving (a row must fit 8160)
+
+
+def _pg_layout(cols: list[sa.Column]) -> list[sa.Column]:
+    """A wide table's columns grouped by alignment (8-byte types, then 4, 1, then text): PostgreSQL pads a value
+    to its type's alignment, and a row must fit in one 8 KB page; 1000 columns alternating bigint and short text
+    took 8176 bytes in source order. A narrow table keeps its source order."""
+    def width(c: sa.Column) -> int:
+        return _WIDTH.get(kind_of(c.type), 0)
+
+    end = 0
+    for c in cols:
+        w = width(c)
+        end = (-(-end // w) * w + w) if w else end + 8  # text: a short value and its 1-byte header, unaligned
+    if end <= PG_PAGE_SHARE:
+        return cols
+    return sorted(cols, key=lambda c: -width(c) or 0)
+
+
+def _index_name(table: str, column: str) -> str:
+    name = f"ix_{table}_{column}"
+    if len(name.encode("utf-8")) <= 63:  # PostgreSQL's identifier limit
+        return name
+    return f"ix_{hashlib.sha1(table.encode('utf-8')).hexdigest()[:12]}_{column}"
+
+
+_RETRYABLE = {"OperationalError", "InterfaceError", "IntegrityError"}  # PEP 249: connection lost, lock, a race
+
+
+def statement_error(source: str, table: str, step: str, exc: BaseException) -> SourceError:
+    """A failed statement as one line: the table, the statement's kind and the driver's first line. Never the SQL
+    (it runs to megabytes) nor its parameters, nor the value a data error quotes (`invalid input syntax for type
+    bigint: "x"`): row values stay out of errors, logs and etl_runs."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (getattr(getattr(orig, "diag", None), "message_primary", None) or str(orig)).strip()
+    line = text.splitlines()[0] if text else type(orig).__name__
+    if str(getattr(orig, "sqlstate", None) or "").startswith("22"):  # SQLSTATE class 22, data exception
+        line = line.split(": ", 1)[0]
+    kinds = {c.__name__ for c in type(orig).__mro__}
+    retry = bool(kinds & _RETRYABLE)
+    fix = "the batch did not land and the checkpoint has not moved; a rerun resumes there" + (
+        "" if retry else " (if it fails the same way, report this line)")
+    if kinds & {"OperationalError", "InterfaceError"} and not isinstance(orig, sqlite3.Error):  # the server went
+        fix = "check ETL_WAREHOUSE_URL and that the warehouse is up; " + fix
+    if getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in line:  # a concurrent loader
+        retry = True
+        line = line.split(" DETAIL", 1)[0]
+        fix = ("another run of this source landed the same keys at the same moment; the batch did not land and a "
+               "rerun (or the step's RetryPolicy) lands it again")
+    if getattr(orig, "sqlstate", None) == "54000":  # program_limit_exceeded: "row is too big"
+        fix = ("a PostgreSQL row must fit in one 8 KB page, and numbers, unlike long text, cannot move out of it: "
+               "load fewer columns (declare `columns`, drift.on_new_column: ignore) or declare wide numeric ones "
+               "as string")
+    return SourceError(source, f"table {table}", f"{step} failed: {type(orig).__name__}: {line[:200]}", fix,
+                       retryable=retry)
+
+
 @dataclass
 class LoadResult:
     inserted: int = 0
     updated: int = 0
+    deleted: int = 0  # rows of a file's earlier version, replaced by this batch
     quarantined: int = 0
 
 
@@ -158,7 +235,8 @@ class Warehouse:
         self.url = normalize_url(url or os.environ.get("ETL_WAREHOUSE_URL") or default_url())
         # application_name lets an operator (or a chaos test) find the loader's sessions in pg_stat_activity
         connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {"application_name": "etl-assets"}
-        self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args)
+        # hide_parameters: an error's text must never carry row values (SQLAlchemy prints a statement's parameters)
+        self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -203,8 +281,27 @@ class Warehouse:
     def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
         return self.schema_state(source, table).columns
 
-    def ensure_table(self, name: str, schema: dict[str, str], key: list[str]) -> sa.Table:
-        """Create the table, or add the schema's columns it lacks (schema evolution only ever adds)."""
+    @functools.cached_property
+    def max_columns(self) -> int:
+        """Columns a table may have: SQLite's SQLITE_LIMIT_COLUMN of this build (2000 by default), PostgreSQL's
+        MaxHeapAttributeNumber (1600)."""
+        if self.dialect != "sqlite":
+            return 1600
+        with self.engine.connect() as conn:
+            return int(conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_COLUMN))
+
+    def existing_columns(self, name: str) -> frozenset[str]:
+        """The columns the table has (none when it does not exist yet)."""
+        table = self._tables.get(name)
+        if table is not None:
+            return frozenset(table.c.keys())
+        insp = sa.inspect(self.engine)
+        return frozenset(c["name"] for c in insp.get_columns(name)) if insp.has_table(name) else frozenset()
+
+    def ensure_table(self, name: str, schema: dict[str, str], key: list[str], *, source: str | None = None,
+                     location_index: bool = False) -> sa.Table:
+        """Create the table, or add the schema's columns it lacks (schema evolution only ever adds).
+        `location_index`: an index on `_etl_source`, for the rows a file's new version replaces (see `load`)."""
         table = self._tables.get(name)
         if table is not None and all(c in table.c for c in schema):
             return table
@@ -212,20 +309,30 @@ class Warehouse:
         if key == [ROW_ID]:
             cols.insert(0, sa.Column(ROW_ID, sa.Text, primary_key=True))
         cols += [sa.Column(c, sql_type(k, self.dialect)) for c, k in LINEAGE.items()]
-        with self.engine.begin() as conn:
-            self._ddl_lock(conn)
-            insp = sa.inspect(conn)
-            if insp.has_table(name):
-                have = {c["name"] for c in insp.get_columns(name)}
-                for col in cols:
-                    if col.name not in have:
-                        log.warning("table %s: adding column %s (%s)", name, col.name, col.type)
-                        conn.exec_driver_sql(f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
-                                             f"{col.type.compile(self.engine.dialect)}")
-                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-            else:
-                table = sa.Table(name, sa.MetaData(), *cols)
-                table.create(conn)
+        step = "CREATE TABLE"
+        try:
+            with self.engine.begin() as conn:
+                self._ddl_lock(conn)
+                insp = sa.inspect(conn)
+                if insp.has_table(name):
+                    have = {c["name"] for c in insp.get_columns(name)}
+                    step = "ALTER TABLE ADD COLUMN"
+                    for col in cols:
+                        if col.name not in have:
+                            log.warning("table %s: adding column %s (%s)", name, col.name, col.type)
+                            conn.exec_driver_sql(f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
+                                                 f"{col.type.compile(self.engine.dialect)}")
+                    table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                else:
+                    table = sa.Table(name, sa.MetaData(), *(_pg_layout(cols) if self.dialect == "postgresql"
+                                                             else cols))
+                    table.create(conn)
+                if location_index:  # also for a table made before: once per process, a no-op when it exists
+                    step = "CREATE INDEX"
+                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {self.q(_index_name(name, '_etl_source'))} "
+                                         f"ON {self.q(name)} ({self.q('_etl_source')})")
+        except sa.exc.StatementError as exc:
+            raise statement_error(source or name, name, step, exc) from None
         self._tables[name] = table
         return table
 
@@ -243,31 +350,49 @@ class Warehouse:
     # -- load -----------------------------------------------------------------------------------------------
     def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
              position: dict, run_id: str, location: str, schema: SchemaState | None = None,
-             drift_events: list[dict] | None = None) -> LoadResult:
-        """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction."""
+             drift_events: list[dict] | None = None, replaces: str | None = None) -> LoadResult:
+        """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction.
+        `replaces`: the row-id prefix of a file version (`file_row_prefix`) whose first batch this is; the rows of
+        the file (`_etl_source` = `location`) from any other version are deleted in the same transaction.
+
+        A database error is one SourceError naming the table and the statement's kind, never the SQL or a value."""
         result = LoadResult(quarantined=len(quarantined))
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            if table is not None and len(rows):
-                rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
-                lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
-                upsert = self._upsert_pg if self.dialect == "postgresql" else self._upsert_sqlite
-                result.inserted, result.updated = upsert(conn, table, key, rows, lineage)
-            if quarantined:
-                conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id, "quarantined_at": now}
-                                                   for q in quarantined])
-            faults.hit("before_checkpoint_write")
-            self._upsert(conn, checkpoints, ["source"], {
-                "source": source, "position": json.dumps(position, sort_keys=True, default=str), "run_id": run_id,
-                "updated_at": now})
-            if schema is not None and schema.columns and table is not None:
-                self._upsert(conn, schemas, ["source"], {
-                    "source": source, "table_name": table.name, "columns": json.dumps(schema.columns),
-                    "accepted": json.dumps(schema.accepted), "profiles": json.dumps(schema.profiles),
-                    "updated_at": now})
-            if drift_events:
-                self._record_drift(conn, source, run_id, drift_events, now)
-            faults.hit("before_commit")
+        step = ["BEGIN"]  # the statement under way, for the error line
+        try:
+            with self.engine.begin() as conn:
+                if table is not None and replaces is not None:
+                    step[0] = "DELETE of the file's earlier version"
+                    result.deleted = conn.execute(sa.text(
+                        f"DELETE FROM {self.q(table.name)} WHERE {self.q('_etl_source')} = :loc "
+                        f"AND {self.q(ROW_ID)} NOT LIKE :keep"), {"loc": location, "keep": replaces + "%"}).rowcount
+                if table is not None and len(rows):
+                    rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
+                    lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
+                    upsert = self._upsert_pg if self.dialect == "postgresql" else self._upsert_sqlite
+                    result.inserted, result.updated = upsert(conn, table, key, rows, lineage, step)
+                if quarantined:
+                    step[0] = "INSERT into etl_quarantine"
+                    conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id,
+                                                        "quarantined_at": now} for q in quarantined])
+                faults.hit("before_checkpoint_write")
+                step[0] = "checkpoint upsert"
+                self._upsert(conn, checkpoints, ["source"], {
+                    "source": source, "position": json.dumps(position, sort_keys=True, default=str),
+                    "run_id": run_id, "updated_at": now})
+                if schema is not None and schema.columns and table is not None:
+                    step[0] = "etl_schemas upsert"
+                    self._upsert(conn, schemas, ["source"], {
+                        "source": source, "table_name": table.name, "columns": json.dumps(schema.columns),
+                        "accepted": json.dumps(schema.accepted), "profiles": json.dumps(schema.profiles),
+                        "updated_at": now})
+                if drift_events:
+                    step[0] = "INSERT into etl_schema_drift"
+                    self._record_drift(conn, source, run_id, drift_events, now)
+                faults.hit("before_commit")
+                step[0] = "COMMIT"
+        except (sa.exc.StatementError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            raise statement_error(source, table.name if table is not None else "(none)", step[0], exc) from None
         return result
 
     def _record_drift(self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime) -> None:
@@ -285,7 +410,7 @@ class Warehouse:
         sets = ", ".join(f"{q(c)} = {excluded}.{q(c)}" for c in cols if c not in key)
         if not data:
             return sets, "TRUE"
-        changed = " OR ".join(f"{t}.{q(c)} IS DISTINCT FROM {excluded}.{q(c)}" for c in data)
+        changed = _any([f"{t}.{q(c)} IS DISTINCT FROM {excluded}.{q(c)}" for c in data])
         return sets, changed
 
     def _binary_encodings(self, table: sa.Table) -> dict[str, str | None]:
@@ -294,8 +419,13 @@ class Warehouse:
     def _kinds(self, table: sa.Table, cols: list[str]) -> dict[str, str | None]:
         return {c: kind_of(table.c[c].type) if c in table.c else None for c in cols}
 
+    def _sqlite_variables(self, conn: sa.Connection) -> int:
+        """Bound parameters one statement may hold: this build's SQLITE_LIMIT_VARIABLE_NUMBER (capped)."""
+        limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return min(SQLITE_MAX_VARIABLES, int(limit))
+
     def _upsert_pg(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
-                   lineage: dict[str, Any]) -> tuple[int, int]:
+                   lineage: dict[str, Any], step: list[str]) -> tuple[int, int]:
         """COPY the batch into a temp staging table; INSERT the rows whose key is new (an anti-join: a plain
         insert, not ON CONFLICT's speculative one, which took twice as long); then, only if some keys already
         existed, UPDATE the rows where a value changed. A key inserted meanwhile by another writer fails the
@@ -306,19 +436,21 @@ class Warehouse:
         binary = copy_binary.encode(rows, self._binary_encodings(table))
         payload = binary if binary is not None else _pg_copy_text(rows, self._kinds(table, data))
         options = "FORMAT binary" if binary is not None else "NULL ''"
+        step[0] = "COPY into the staging table"
         with raw.cursor() as cur:
             # A batch is small beside the table it lands in: probe the key index per staged row (O(batch)), never
             # hash the whole table (O(table) per batch, so quadratic over a load). JIT costs more than it saves.
             cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off")
             cur.execute(f"CREATE TEMP TABLE _etl_stage (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DROP")
             with cur.copy(f"COPY _etl_stage ({', '.join(q(c) for c in data)}) FROM STDIN ({options})") as copy:
-                step = 8 << 20
+                piece = 8 << 20
                 view = memoryview(payload) if binary is not None else payload  # slices of a view copy nothing
-                for i in range(0, len(payload), step):
-                    copy.write(view[i:i + step])
+                for i in range(0, len(payload), piece):
+                    copy.write(view[i:i + piece])
                 del view
             del payload
             match = " AND ".join(f"{t}.{q(k)} = s.{q(k)}" for k in key)
+            step[0] = "INSERT of new rows"
             cur.execute(f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) "
                         f"SELECT {', '.join('s.' + q(c) for c in data)}, %s, %s, %s FROM _etl_stage s "
                         f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match})", list(lineage.values()))
@@ -327,6 +459,7 @@ class Warehouse:
                 _, changed = self._set_clause(table, key, cols, "s")
                 sets = ", ".join([f"{q(c)} = s.{q(c)}" for c in data if c not in key] +
                                  [f"{q(c)} = %s" for c in lineage])
+                step[0] = "UPDATE of changed rows"
                 cur.execute(f"UPDATE {t} SET {sets} FROM _etl_stage s WHERE {match} AND ({changed})",
                             list(lineage.values()))
                 updated = cur.rowcount
@@ -334,9 +467,11 @@ class Warehouse:
         return int(inserted), int(updated)
 
     def _upsert_sqlite(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
-                       lineage: dict[str, Any]) -> tuple[int, int]:
-        """One executemany of INSERT ... ON CONFLICT DO UPDATE ... WHERE <changed> straight into the table (a
-        staging copy cost a third more); the keys already present are counted first, in one statement."""
+                       lineage: dict[str, Any], step: list[str]) -> tuple[int, int]:
+        """INSERT ... ON CONFLICT DO UPDATE ... WHERE <changed> straight into the table (a staging copy cost a
+        third more), as many rows per statement as its bound parameters allow; the keys already present are
+        counted first, in one statement. The <changed> test is a balanced tree (`_any`): a chain of 1000 ORs
+        is deeper than SQLite's expression limit (SQLITE_MAX_EXPR_DEPTH, 1000)."""
         q, data, t = self.q, list(rows.columns), self.q(table.name)
         cols = data + list(lineage)
         values = _sqlite_columns(rows, self._kinds(table, data))
@@ -346,6 +481,7 @@ class Warehouse:
         else:
             keys = json.dumps(list(zip(*(values[data.index(k)] for k in key), strict=True)))
             match = " AND ".join(f"{t}.{q(k)} = json_extract(j.value, '$[{i}]')" for i, k in enumerate(key))
+        step[0] = "SELECT of the keys present"
         existing = conn.exec_driver_sql(
             f"SELECT count(*) FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM {t} WHERE {match})", (keys,)).scalar()
         sets, changed = self._set_clause(table, key, cols, "excluded")
@@ -357,10 +493,11 @@ class Warehouse:
         # Many rows per statement, not executemany: sqlite3 lets go of the GIL around every step, and with the
         # loader's other threads busy each row then waited for it again (300k rows: 1.2 s alone, minutes beside a
         # busy thread).
-        per = max(1, SQLITE_MAX_VARIABLES // len(cols))
+        per = max(1, self._sqlite_variables(conn) // len(cols))
         row = "(" + ", ".join("?" for _ in cols) + ")"
         head = f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES "
         tail = f" ON CONFLICT ({', '.join(q(k) for k in key)}) {action}"
+        step[0] = "INSERT ... ON CONFLICT DO UPDATE (upsert)"
         for i in range(0, len(records), per):
             part = records[i:i + per]
             conn.exec_driver_sql(head + ", ".join([row] * len(part)) + tail, tuple(chain.from_iterable(part)))
@@ -373,13 +510,9 @@ class Warehouse:
         with self.engine.begin() as conn:
             self._upsert(conn, runs, ["run_id", "source"], values)
 
-    def running_runs(self, source: str) -> list[str]:
-        with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(runs.c.source == source,
-                                                                                runs.c.status == "started"))]
-
     def mark_abandoned(self, source: str, run_id: str) -> list[str]:
-        """Runs of the source still `started` although the caller holds the source's lock: their process died."""
+        """Runs of the source still `started` although the caller holds the source's lock alone: their process
+        died."""
         with self.engine.begin() as conn:
             dead = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(
                 runs.c.source == source, runs.c.status == "started", runs.c.run_id != run_id))]

@@ -44,6 +44,13 @@ def test_bad_file_names_source_key_path_and_expectation(tmp_path):
     ("orders:\n  kind: csv\n  path: x\n  schedule: every hour\n", "cron"),
     ("e:\n  kind: api\n  url: ${NOT_SET_ANYWHERE_X}/x\n", "NOT_SET_ANYWHERE_X is not set"),
     ("orders: {kind: csv, path: [\n", "not valid YAML"),
+    ("orders:\n  kind: csv\n  path: x\n  path: y\n", "s.yaml:4: source 'orders': key 'path' is given twice"),
+    ("orders:\n  kind: csv\n  path: x\norders:\n  kind: csv\n  path: y\n", "s.yaml:4: source 'orders' is defined twice"),
+    ("orders:\n  kind: csv\n  path: x\n  encoding: klingon\n", "unknown text encoding 'klingon'"),
+    ("orders:\n  kind: csv\n  path: x\n  schedule: 61 25 * * mon\n", "minute 61 is out of range 0-59"),
+    ("orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  column_map: {ID: idd}\n", "column_map values"),
+    ("orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  drift: {required: [x]}\n", "drift.required ['x']"),
+    ("orders:\n  kind: csv\n  path: x\n  table: " + "t" * 64 + "\n", "set `table:` to a shorter name"),
 ])
 def test_each_mistake_is_refused_with_a_clear_line(tmp_path, text, needle):
     path = tmp_path / "s.yaml"
@@ -80,3 +87,22 @@ def test_validate_cli_exit_codes(tmp_path):
     res = subprocess.run([sys.executable, "-m", "etl_assets.cli", "validate", str(bad)], capture_output=True, text=True)
     assert res.returncode == 1
     assert f"{bad}: source 'orders': key 'path': Field required" in res.stderr
+
+
+def test_lenient_load_returns_the_valid_specs_and_each_bad_source_s_lines(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("a:\n  kind: csv\n  path: x\nb:\n  kind: csv\n  path: x\n  encoding: klingon\n  chunk_rows: 0\n"
+                    "c:\n  kind: api\n  url: http://h/x\n  headers: {X-Key: '${NOT_SET_ANYWHERE_X}'}\n")
+    specs, problems = load_sources(path, lenient=True)
+    assert sorted(specs) == ["a", "c"]  # an unset header variable may be set where the run executes
+    assert list(problems) == ["b"] and len(problems["b"]) == 2
+    assert all(ln.startswith(f"{path}: source 'b': key '") for ln in problems["b"])
+    with pytest.raises(ConfigError) as err:  # strict: every problem
+        load_sources(path)
+    assert len(str(err.value).splitlines()) == 2
+    with pytest.raises(ConfigError) as err:  # what validate asks: the header's too
+        load_sources(path, header_env=True)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and lines[2] == (f"{path}: source 'c': headers.X-Key uses ${{NOT_SET_ANYWHERE_X}} but "
+                                            "NOT_SET_ANYWHERE_X is not set; export it or write "
+                                            "${NOT_SET_ANYWHERE_X:-default}")

@@ -44,6 +44,19 @@ def _skip_unless(entry: dict) -> str | None:
     return None
 
 
+def _guessed_by_chardet(entry: dict, parsed) -> str | None:
+    """The manifest's verdicts were measured without chardet. Installed (the CSV reader's detector), it is what
+    feedparser decodes a document with when its declared encoding fails: such a document's text is chardet's
+    guess here, not the fixed fallback the Expect line was written for."""
+    import feedparser
+    import feedparser.encodings
+
+    if feedparser.encodings.lazy_chardet_encoding and isinstance(parsed.get("bozo_exception"),
+                                                                 feedparser.CharacterEncodingOverride):
+        return f"{entry['path']}: {parsed.bozo_exception} (chardet's guess; the Expect line assumes no chardet)"
+    return None
+
+
 @pytest.fixture(scope="module")
 def feed_warehouse(request):
     """One database for all the feeds (a table each): ~150 databases would cost more than the feeds."""
@@ -72,7 +85,7 @@ def test_feed_expectation_through_our_http_path(entry, server, feed_warehouse):
     import feedparser
 
     parsed = feedparser.parse(fetched, response_headers=resp_headers)
-    reason = _skip_unless(entry)
+    reason = _skip_unless(entry) or _guessed_by_chardet(entry, parsed)
     if entry.get("expect") and not reason and entry.get("passes_with_feedparser_6_0_14_from_bytes"):
         assert eval(entry["expect"], {"datetime": datetime}, parsed), entry["description"]
         if entry["path"].startswith("wellformed/"):
@@ -255,7 +268,10 @@ def test_hackernews_item_without_pagination(server):
     root = corpus_dir("api", "hackernews")
     item = json.loads((root / "item_8863.json").read_text())
     url = server.route("/v0/item/8863.json", lambda r: Reply(body=item))
-    rows = _records(_api("hn", url))
+    # `records_path: ""` expects a list: an object is refused in one line that says how to take it as one record
+    with pytest.raises(SourceError, match=r"the body is an object, not a list of records.*records_path: '\.'"):
+        _records(_api("hn", url))
+    rows = _records(_api("hn", url, records_path="."))
     assert len(rows) == 1 and rows[0]["id"] == 8863 and rows[0]["kids"] == item["kids"]
 
 

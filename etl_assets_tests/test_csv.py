@@ -18,7 +18,7 @@ def write_rows(path, n, start=1, encoding="utf-8", sep=","):
 
 
 @pytest.mark.parametrize("encoding, expected", [
-    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("utf-16", "utf-16"), ("latin-1", "latin-1")])
+    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("utf-16", "utf-16"), ("latin-1", "cp1252")])
 def test_encodings_detected_and_decoded(tmp_path, encoding, expected):
     path = tmp_path / "f.csv"
     path.write_bytes("id,city\n1,Zürich\n2,Malmö\n3,Ålesund\n".encode(encoding))

@@ -9,9 +9,20 @@ import psycopg
 import pytest
 
 from etl_assets import copy_binary
+from etl_assets import schema as schema_mod
 from etl_assets.config import CsvSource
 from etl_assets.pipeline import ingest
-from etl_assets.schema import _arrow_fast, _coerce_text_column, coerce
+from etl_assets.schema import (
+    BEYOND_INT64,
+    INEXACT_FLOAT,
+    NOT_INTEGER,
+    DateRules,
+    _arrow_fast,
+    _coerce_column,
+    _coerce_text_column,
+    coerce,
+    infer_schema,
+)
 from etl_assets.warehouse import _pg_copy_text
 
 CANONICAL = {
@@ -34,15 +45,88 @@ def test_arrow_types_canonical_values_as_the_general_path_does(kind, dtype):
     col = pd.Series(CANONICAL[kind], index=range(10, 10 + len(CANONICAL[kind])), dtype=dtype)
     fast = _arrow_fast(col, kind)
     assert fast is not None, f"{kind}: canonical values should take the Arrow path"
-    general, bad = _coerce_text_column(col, kind, fast=False)
-    assert not bad.any()
+    general, problems = _coerce_text_column(col, kind, fast=False)
+    assert problems is None  # None: every value fitted
     pd.testing.assert_series_equal(fast, general)
 
 
 def test_arrow_keeps_every_digit_of_a_large_integer():
-    # the general path reads numbers through float64 when a column has gaps; Arrow reads int64 itself
     col = pd.Series(["922337203685477580", None, "-900719925474099313"], dtype=object)
     assert _arrow_fast(col, "integer").tolist()[::2] == [922337203685477580, -900719925474099313]
+
+
+def plain(values: pd.Series) -> list:
+    return [None if v is pd.NA else v for v in values.tolist()]
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_general_integer_path_is_exact_too(dtype):
+    # gaps, null words, padding and 19-digit values send the column past Arrow: still never through float64
+    values = ["9007199254740993", "NA", " 9007199254740992 ", "", "+5", "9223372036854775807", "5.0", "1e3",
+              "-9223372036854775808", "9223372036854775808", "1.5", "true"]
+    col = pd.Series(values, index=range(3, 3 + len(values)), dtype=dtype)
+    assert _arrow_fast(col, "integer") is None
+    typed, problems = _coerce_text_column(col, "integer")
+    assert str(typed.dtype) == "Int64" and list(typed.index) == list(col.index)
+    ok = problems.isna()
+    assert plain(typed[ok]) == [9007199254740993, None, 9007199254740992, None, 5, 9223372036854775807, 5, 1000,
+                                  -9223372036854775808]
+    assert problems[~ok].tolist() == [BEYOND_INT64, NOT_INTEGER, NOT_INTEGER]
+    # the same values as Python objects (an API page) give the same, value for value
+    obj_typed, obj_problems = _coerce_column(pd.Series(values, index=col.index, dtype=object).where(col != "", None),
+                                             "integer")
+    pd.testing.assert_series_equal(obj_typed[ok], typed[ok])
+    assert obj_problems.tolist() == problems.tolist()
+
+
+def test_api_objects_in_an_integer_column():
+    col = pd.Series([10**30, 7, 7.0, 2.0**53, 2.5, True, {"a": 1}, None, float("nan"), np.int64(-3)], dtype=object)
+    typed, problems = _coerce_column(col, "integer")
+    assert plain(typed)[1:3] + plain(typed)[7:] == [7, 7, None, None, -3]
+    assert problems.tolist() == [BEYOND_INT64, None, None, INEXACT_FLOAT, NOT_INTEGER, NOT_INTEGER, NOT_INTEGER,
+                                 None, None, None]
+    widened = pd.Series([1.0, np.nan, 9007199254740992.0])  # pd.json_normalize of ints with a gap
+    assert infer_schema(pd.DataFrame({"id": widened})) == {"id": "integer"}
+    assert infer_schema(pd.DataFrame({"x": [1.0, 2.0]})) == {"x": "float"}  # floats without a gap stay floats
+    assert _coerce_column(widened, "string")[0].tolist() == ["1", None, None]  # "1", not "1.0"; 2^53 quarantined
+
+
+def _no_general_dates(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("canonical dates must not reach the general path")
+
+    monkeypatch.setattr(schema_mod, "_dates", refuse)
+    monkeypatch.setattr(schema_mod, "_timestamps", refuse)
+
+
+@pytest.mark.parametrize("rules", [None, DateRules(dayfirst=True), DateRules(date_format={"other": "%d/%m/%Y"}),
+                                   DateRules(decided={"d": (True, "values")})])
+def test_canonical_dates_keep_the_arrow_path_whatever_the_date_rules(rules, monkeypatch):
+    _no_general_dates(monkeypatch)
+    for kind in ("date", "timestamp"):
+        col = pd.Series(CANONICAL[kind], dtype="str")
+        typed, problems = _coerce_text_column(col, kind, name="d", rules=rules)
+        pd.testing.assert_series_equal(typed, _arrow_fast(col, kind))
+        assert problems is None
+
+
+def test_a_date_format_reads_every_value_of_its_column():
+    col = pd.Series(["2026-02-13", "13/02/2026", None], dtype="str")
+    typed, problems = _coerce_text_column(col, "date", name="d", rules=DateRules(date_format={"d": "%d/%m/%Y"}))
+    assert typed.tolist()[1] == pd.Timestamp("2026-02-13")
+    assert problems.tolist() == ["does not match date_format '%d/%m/%Y' of this column", None, None]
+
+
+def test_day_month_dates_read_alike_from_text_and_objects():
+    values = ["13/02/2026", "01/02/2026 10:00", " 3.4.26 ", "NA", "", "02/13/2026", "2026-03-04", "31/02/2026",
+              "Tue, 10 Dec 2024 10:00:00 GMT"]
+    for kind in ("date", "timestamp"):
+        text = _coerce_text_column(pd.Series(values, dtype="str"), kind, name="d", rules=DateRules())
+        objects = _coerce_column(pd.Series(values, dtype=object), kind, name="d", rules=DateRules())
+        pd.testing.assert_series_equal(text[0], objects[0])
+        assert text[1].tolist() == objects[1].tolist()
+        assert [v is None for v in text[1]] == [True, True, True, True, True, False, True, False, True]
+    assert text[0][2] == pd.Timestamp("2026-04-03", tz="UTC") and text[0][0] == pd.Timestamp("2026-02-13", tz="UTC")
 
 
 @pytest.mark.parametrize("kind", sorted(NOT_CANONICAL))
@@ -58,9 +142,9 @@ def test_other_spellings_take_the_general_path(kind):
 
 def test_string_column_nulls_and_nul_bytes():
     col = pd.Series(["a", "", None, "b\x00c", " padded "], dtype="str")
-    values, bad = _coerce_text_column(col, "string")
+    values, problems = _coerce_text_column(col, "string")
     assert values.tolist() == ["a", None, None, "b\x00c", " padded "]
-    assert bad.tolist() == [False, False, False, True, False]
+    assert problems.tolist() == [None, None, None, "contains a NUL byte", None]
     assert values.dtype == object
 
 

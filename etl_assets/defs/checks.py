@@ -24,13 +24,15 @@ def check_specs(name: str) -> list[AssetCheckSpec]:
 def drift_check(reports: list[DriftReport], blocked: str | None = None) -> AssetCheckResult:
     renamed = sum(1 for r in reports for m in r.mappings if m.decision == "auto_mapped")
     suggested = sum(1 for r in reports for m in r.mappings if m.decision == "suggested")
+    swapped = sum(1 for r in reports for m in r.mappings if m.decision == "swapped")
     added = sorted({c for r in reports for c in r.added})
     type_changes = [t for r in reports for t in r.type_changes]
     error = blocked is not None or bool(type_changes)
-    warn = bool(renamed or suggested or added)
+    warn = bool(renamed or suggested or swapped or added)  # swapped under drift.on_swap: warn loaded as headed
+    # the report's own table: the same confidence per pair as the run's error, etl_schema_drift and drift-check
     table = "\n\n".join(r.markdown() for r in reports) or "no header compared in this run (no new data)"
-    meta = {"renamed": renamed, "suggested": suggested, "added": len(added), "type_changes": len(type_changes),
-            "mappings": MetadataValue.md(table)}
+    meta = {"renamed": renamed, "suggested": suggested, "swapped": swapped, "added": len(added),
+            "type_changes": len(type_changes), "mappings": MetadataValue.md(table)}
     if blocked:
         meta["blocked"] = MetadataValue.text(blocked)
     return AssetCheckResult(check_name="schema_drift", passed=not (error or warn),

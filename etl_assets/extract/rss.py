@@ -19,7 +19,7 @@ from ..config import RssSource
 from ..errors import SourceError
 from ..http import OriginPolicy, SourceHttp
 from ..logs import event_fields
-from .base import Batch
+from .base import Batch, content_id
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +115,6 @@ class RssExtractor:
         rows = [flatten(e) for e in parsed.entries]
         frame = pd.DataFrame(rows, columns=list(self.spec.columns or {}) or None)
         frame.index = pd.RangeIndex(1, len(frame) + 1)
-        yield Batch(frame=frame, position=redaction.conceal(validators), location=redaction.redact(self.spec.url))
+        ids = None if self.spec.primary_key else [content_id(r) for r in rows]  # `primary_key: []`: by content
+        yield Batch(frame=frame, position=redaction.conceal(validators), location=redaction.redact(self.spec.url),
+                    row_ids=ids)

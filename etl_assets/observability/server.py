@@ -73,7 +73,10 @@ class Observer:
 def _load_sources() -> dict[str, Any]:
     from ..config import load_sources
 
-    return load_sources(None)
+    specs, invalid = load_sources(None, lenient=True)  # a bad source must not blank the figures of the others
+    for name, lines in invalid.items():
+        log.warning("serve: source %s is invalid: %s", name, " | ".join(lines))
+    return specs
 
 
 def create_app(observer: Observer | None = None) -> Starlette:
