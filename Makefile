@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_PORT ?= 8765
 export DAGSTER_HOME ?= $(CURDIR)/.etl/dagster_home
 
-.PHONY: run test lint validate dev clean
+.PHONY: run test unit lint validate dev clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest etl_assets_tests
+
+# The fast subset: no PostgreSQL, no subprocess fleets, no browser (a few seconds per file).
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest etl_assets_tests -m "not postgres and not e2e and not slow" -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check etl_assets etl_assets_tests benchmarks

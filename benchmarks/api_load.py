@@ -96,7 +96,7 @@ def main() -> int:
     ap.add_argument("--pg", action="store_true", help="PostgreSQL warehouse (default: SQLite in a temp folder)")
     args = ap.parse_args()
 
-    from etl_assets.config import load_sources
+    from etl_assets.config_load import load_sources
 
     parent, child = multiprocessing.Pipe()
     proc = multiprocessing.Process(target=_serve, args=(child, args.calls, args.period, args.pages, args.size),

@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus"
 
 from etl_assets.config import CsvSource  # noqa: E402
-from etl_assets.extract.csv import CsvExtractor, detect_encoding, file_samples  # noqa: E402
+from etl_assets.extract.csv import CsvExtractor  # noqa: E402
+from etl_assets.extract.encoding import detect_encoding, file_samples  # noqa: E402
 
 WESTERN = {"cp1252", "latin_1", "iso8859_15"}
 TEXTS = {  # encoding: (lines, the encodings that decode them to the same text count as right)

@@ -33,7 +33,8 @@ RECALL_TARGET = 0.8
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from etl_assets.drift import detect_drift, infer_type  # noqa: E402
+from etl_assets.drift import detect_drift  # noqa: E402
+from etl_assets.types import infer_type  # noqa: E402
 
 
 def load_cases(path: Path, origin: str) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ def main() -> int:
     args = ap.parse_args()
     import yaml
 
-    from etl_assets.config import load_sources
+    from etl_assets.config_load import load_sources
 
     root = tempdir("etl-bench-feed-")
     feed = root / "feed.xml"

@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_sources
+from .arrow_pool import configure_arrow
+from .config import ConfigError
+from .config_load import load_sources
 from .logs import configure_logging
 from .redaction import redact
 
@@ -102,7 +104,7 @@ def sample_file(spec, path: str, rows: int = 1000):
 
     csv_spec = spec if isinstance(spec, CsvSource) else CsvSource(name=spec.name, kind="csv", path=path)
     extractor = CsvExtractor(csv_spec)
-    frame = next(extractor._chunks(Path(path), 0))[0]
+    frame = extractor.first_batch(Path(path))
     if len(frame.columns):
         return frame
     encoding, delimiter = extractor.dialect(Path(path))
@@ -113,8 +115,8 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
     """Exit 0: nothing would block the load; 1: the load would be stopped; 2: usage or read error."""
     import json
 
+    from .column_names import column_name
     from .errors import SourceError
-    from .pipeline import column_name
     from .reconcile import Reconciler, verdict
     from .warehouse import Warehouse
 
@@ -196,6 +198,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    configure_arrow()
     parser = argparse.ArgumentParser(prog="etl-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

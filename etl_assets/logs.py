@@ -92,17 +92,3 @@ def configure_logging() -> None:
     handler.setFormatter(JsonFormatter() if os.environ.get("LOG_FORMAT", "").lower() == "json"
                          else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
-
-
-def dagster_loggers() -> dict[str, Any]:
-    """Loggers for the Definitions. Dagster's `json_console_logger` is there as `json`; a run uses it instead of
-    the colored console when its run config says `loggers: {json: {config: {log_level: INFO}}}` (Dagster only
-    instantiates the loggers a run config names, else its default console). With LOG_FORMAT=json, every
-    process that loads the definitions (run workers included) also writes the core's structured lines, with all
-    their fields, to stderr as JSON."""
-    from dagster import json_console_logger  # lazy: the core stays importable without dagster
-
-    install_redaction()
-    if os.environ.get("LOG_FORMAT", "").lower() == "json":
-        configure_logging()
-    return {"json": json_console_logger}

@@ -5,15 +5,9 @@
 
 from __future__ import annotations
 
-import contextvars
-import hashlib
 import json
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,20 +16,21 @@ import pandas as pd
 import sqlalchemy as sa
 
 from . import faults
+from .column_names import refuse_clashes, refuse_reserved, safe_names
+from .concurrency import read_ahead, write_behind
 from .config import CsvSource
+from .dates import DateRules
 from .drift import DriftReport
 from .errors import SourceError
-from .extract import Batch, make_extractor
+from .extract import Batch, ExtractorStats, make_extractor
 from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
-from .schema import DateRules, coerce
+from .schema import coerce
 from .source_lock import SourceLock
 from .warehouse import LINEAGE, ROW_ID, Warehouse, file_row_prefix
 
 log = logging.getLogger(__name__)
-
-MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently; we shorten them ourselves, stably
 
 
 @dataclass
@@ -72,14 +67,6 @@ class IngestStats:
         return {**out, "unchanged": self.unchanged}
 
 
-def column_name(raw: Any) -> str:
-    name = str(raw).strip() or "unnamed"
-    if len(name.encode("utf-8")) <= MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
-    return name.encode("utf-8")[:50].decode("utf-8", "ignore") + "_" + digest
-
-
 def _row_ids(batch: Batch) -> list[str]:
     """Identity without a primary key (README "Row identity"), never the batching: a record's content hash (APIs,
     feeds: the extractor's `row_ids`), else the file's path, its content version and the row number."""
@@ -87,57 +74,6 @@ def _row_ids(batch: Batch) -> list[str]:
         return batch.row_ids
     prefix = file_row_prefix(batch.location, batch.version or "")
     return [f"{prefix}{i}" for i in batch.frame.index]
-
-
-RESERVED = (ROW_ID, *LINEAGE)  # the loader's own columns: a source column of that name is renamed
-_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _fold(name: str) -> str:
-    """A name as SQLite compares identifiers (ASCII case-insensitively); PostgreSQL's quoted ones are stricter."""
-    return name.translate(_ASCII_FOLD)
-
-
-def _shown(name: Any, limit: int = 60) -> str:
-    text = str(name)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def safe_names(source: str, location: str, raw: list[Any]) -> tuple[list[str], dict[str, str]]:
-    """The warehouse names of a header: trimmed and shortened (`column_name`), a lineage name renamed
-    `source_<name>`; returns them and those renames. Two raw names that end up one name to the warehouse (equal
-    once trimmed or shortened, or differing only in case) are a SourceError naming both."""
-    names = [column_name(c) for c in raw]
-    reserved = {_fold(r) for r in RESERVED}
-    renamed = {}
-    for i, name in enumerate(names):
-        if _fold(name) in reserved:
-            names[i] = column_name(f"source_{name}")
-            renamed[name] = names[i]
-    # equal names cannot even be reconciled; names equal but for case are refused before the table is made
-    # (`Ingest._check_table`), after `column_map` had its chance to rename one of them
-    _refuse_clashes(source, location, [str(c) for c in raw], names, fold=False)
-    return names, renamed
-
-
-def _refuse_clashes(source: str, location: str, raw: list[str], names: list[str], fold: bool = True,
-                    existing: frozenset[str] = frozenset()) -> None:
-    """`existing`: columns the table already has; two of them may stay (a PostgreSQL table made with `Id` and `id`
-    before this check keeps loading), a new column may not clash with any."""
-    seen: dict[str, int] = {}
-    for i, name in enumerate(names):
-        j = seen.setdefault(_fold(name) if fold else name, i)
-        if j == i or (names[j] in existing and name in existing):
-            continue
-        r0, n0, r = raw[j], names[j], raw[i]
-        long = max(len(r0.encode("utf-8")), len(r.encode("utf-8"))) > MAX_IDENTIFIER
-        named = f" ({_shown(n0)}, {_shown(name)})" if (n0, name) != (r0, r) else ""
-        why = (f"differ only in case{named}, and SQLite does not tell such names apart" if n0 != name
-               else f"are both {_shown(name)} once shortened to {MAX_IDENTIFIER} bytes" if long
-               else f"are both {_shown(name)} to the warehouse")
-        raise SourceError(source, location, f"columns {_shown(r0)} and {_shown(r)} {why}",
-                          "rename one of them in the source; or declare `columns` and map one to another name "
-                          "with `column_map`")
 
 
 def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
@@ -150,85 +86,6 @@ def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
 def _rejected_rows(batch: Batch) -> list[dict[str, Any]]:
     return [{"location": batch.location, "row_number": line, "reason": f"line {line}: {reason}", "raw": raw or None}
             for line, raw, reason in batch.rejected]
-
-
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-_DONE = object()
-
-
-def read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
-    """Read the next batches on a thread while the current one lands: parsing (or the source's latency and rate
-    limit) overlaps the database's work. Batches still land one by one, in order, so checkpoints are unchanged."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            put(_Failed(exc))
-
-    # the copied context carries the bound source/run id to the reader's log lines
-    threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="etl-read-ahead",
-                     daemon=True).start()
-    try:
-        while (item := q.get()) is not _DONE:
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-
-
-@contextmanager
-def write_behind(commit: Callable[[Any], None]) -> Iterator[Callable[[Any], None]]:
-    """Commit items on a writer thread while the caller prepares the next one: typing batch N+1 (Python, holding
-    the GIL) overlaps the database's work on batch N (psycopg and sqlite3 release the GIL while they wait). Items
-    commit one at a time and in order, so the checkpoint still moves batch by batch. When the caller fails, what
-    it handed over before still commits (as it would have without the thread); a commit's error is raised at
-    the next hand-over or on leaving the block."""
-    q: queue.Queue = queue.Queue(maxsize=1)
-    failed: list[BaseException] = []
-
-    def work() -> None:
-        while (item := q.get()) is not _DONE:
-            if not failed:  # after a failure, later items are dropped: the checkpoint stays before them
-                try:
-                    commit(item)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
-                    failed.append(exc)
-
-    def hand_over(item: Any) -> None:
-        if failed:
-            raise failed[0]
-        q.put(item)
-
-    writer = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="etl-write-behind",
-                              daemon=True)
-    writer.start()
-    try:
-        yield hand_over
-    finally:
-        q.put(_DONE)
-        writer.join()
-    if failed:
-        raise failed[0]
 
 
 @dataclass
@@ -311,7 +168,8 @@ class Ingest:
         finally:
             if limiter is not None:
                 limiter.close()
-            self._http_stats(extractor)
+            if extractor is not None:
+                self._take(extractor.stats())
             stats.duration_seconds = round(time.monotonic() - started, 3)
             try:
                 self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,
@@ -346,15 +204,12 @@ class Ingest:
                                            location=location, expected=e["expected"], observed=e["observed"],
                                            confidence=e["confidence"], decision=e["decision"]))
 
-    def _http_stats(self, extractor: Any) -> None:
-        http = getattr(extractor, "http", None)
-        if http is None:
-            return
+    def _take(self, x: ExtractorStats) -> None:
+        """The extractor's own counts (HTTP, rate limit) into the run's stats."""
         s = self.stats
-        s.http_requests, s.http_retries, s.http_statuses = http.requests, http.retries, dict(http.statuses)
-        s.http_seconds = round(http.seconds, 3)
-        if http.limiter is not None:
-            s.rate_limit_waits, s.rate_limit_wait_seconds = http.limiter.waits, round(http.limiter.waited_seconds, 3)
+        s.http_requests, s.http_retries, s.http_statuses = x.http_requests, x.http_retries, dict(x.http_statuses)
+        s.http_seconds = x.http_seconds
+        s.rate_limit_waits, s.rate_limit_wait_seconds = x.rate_limit_waits, x.rate_limit_wait_seconds
 
     def _prepare(self, batch: Batch) -> _Prepared:
         """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""
@@ -362,7 +217,7 @@ class Ingest:
         frame = self._named(batch)  # column_map: see reconcile
         out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
-        self._check_reserved(rec.schema or {}, batch.location)  # a declared lineage name, before drift reads it
+        refuse_reserved(spec.name, rec.schema or {}, batch.location)  # a declared lineage name, before drift reads it
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
             frame, out.events = fit.frame, fit.events
@@ -401,23 +256,14 @@ class Ingest:
                                                observed=old, column=new))
         return batch.frame.set_axis(names, axis=1)
 
-    def _check_reserved(self, schema: dict[str, str], location: str) -> None:
-        reserved = {_fold(r): r for r in RESERVED}
-        taken = [c for c in schema if _fold(c) in reserved]
-        if taken:
-            raise SourceError(self.spec.name, location, f"column {_shown(taken[0])} of the schema is the name of the "
-                              f"lineage column '{reserved[_fold(taken[0])]}'",
-                              f"call it 'source_{taken[0]}' in `columns` (the name a source column of that name "
-                              "lands as)")
-
     def _check_table(self, schema: dict[str, str], location: str) -> None:
         """Before any DDL: the table's names are distinct on every dialect, none is a lineage name, and there are
         no more of them than a table may have."""
         spec = self.spec
-        self._check_reserved(schema, location)
+        refuse_reserved(spec.name, schema, location)
         names = ([ROW_ID] if self.key == [ROW_ID] else []) + list(schema) + list(LINEAGE)
         existing = self.wh.existing_columns(spec.table_name)
-        _refuse_clashes(spec.name, location, names, names, existing=existing)
+        refuse_clashes(spec.name, location, names, names, existing=existing)
         names = list(dict.fromkeys([*existing, *names]))
         if len(names) > self.wh.max_columns:
             raise SourceError(spec.name, location, f"the table would have {len(names)} columns ({len(schema)} from "

@@ -8,7 +8,8 @@ travels, the server received it before its response left, so any window the serv
 A request still in flight counts as finishing `IN_FLIGHT_HOLD` seconds later (a crashed worker's slot expires).
 The source's row in `etl_rate_limits` is locked while a slot is taken (SELECT ... FOR UPDATE on PostgreSQL, BEGIN
 IMMEDIATE on SQLite), so two workers never take the same slot. On PostgreSQL the clock is the database's, so
-machines with skewed clocks still agree.
+machines with skewed clocks still agree. The limiter owns its two tables; their SQL is the warehouse dialect's
+(`rate_limit_grant`, `rate_limit_release` in etl_assets.warehouse.dialects).
 """
 
 from __future__ import annotations
@@ -18,40 +19,58 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy as sa
 
 from .logs import event_fields
 
+if TYPE_CHECKING:
+    from .warehouse.dialects import Dialect
+
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_HOLD = 60.0
 
+metadata = sa.MetaData()  # created with the warehouse's system tables (warehouse.tables.create_system_tables)
+rate_limits = sa.Table(
+    "etl_rate_limits", metadata,  # one row per rate-limited source: its settings, and the lock its workers share
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("calls", sa.Integer, nullable=False),
+    sa.Column("period_seconds", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+rate_limit_slots = sa.Table(
+    "etl_rate_limit_slots", metadata,  # requests of the current window (epoch seconds)
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.Text, nullable=False, index=True),
+    sa.Column("at", sa.Float(precision=53), nullable=False),  # granted
+    sa.Column("done_at", sa.Float(precision=53), nullable=False),  # response in (until then: a hold)
+)
+
 
 class RateLimiter:
-    def __init__(self, engine: sa.Engine, limits: sa.Table, slots: sa.Table, name: str, calls: int,
-                 period_seconds: float):
-        self.engine, self.limits, self.slots = engine, limits, slots
+    def __init__(self, engine: sa.Engine, dialect: Dialect, name: str, calls: int, period_seconds: float):
+        self.engine, self.dialect, self.limits, self.slots = engine, dialect, rate_limits, rate_limit_slots
         self.name, self.calls, self.period = name, calls, period_seconds
-        self.postgres = engine.dialect.name == "postgresql"
+        self.postgres = dialect.name == "postgresql"
         self.waits = 0
         self.waited_seconds = 0.0
         self._lock = threading.Lock()  # threads of one process queue here before the database
         self._db_lock = threading.Lock()  # guards the limiter's own connection (PostgreSQL)
         self._raw: Any = None
         values = {"source": name, "calls": calls, "period_seconds": period_seconds, "updated_at": datetime.now(UTC)}
-        ins = (sa.dialects.postgresql.insert if self.postgres else sa.dialects.sqlite.insert)(limits).values(**values)
+        ins = dialect.insert(self.limits).values(**values)
         with engine.begin() as conn:
             conn.execute(ins.on_conflict_do_update(index_elements=["source"],
                                                    set_={k: v for k, v in values.items() if k != "source"}))
 
     def _pg(self) -> Any:
-        """PostgreSQL: the limiter's own connection, in autocommit with explicit transactions. Through the pool a
-        request cost 13 round trips (a ping and a BEGIN per checkout, the clock apart); here a grant costs five and
-        a release one. A slot is visible to every worker the moment it commits; its durability across a server
-        crash can wait for the WAL writer (such a crash restarts every worker), hence no fsync per slot."""
+        """PostgreSQL: the limiter's own connection, in autocommit with explicit transactions: through the pool
+        each request also paid a ping and a BEGIN per checkout and the clock apart. A slot is visible to every
+        worker the moment it commits; its durability across a server crash can wait for the WAL writer (such a
+        crash restarts every worker), hence no fsync per slot."""
         if self._raw is None:
             self._raw = self.engine.raw_connection()
             self._raw.driver_connection.autocommit = True
@@ -83,46 +102,20 @@ class RateLimiter:
         with self._db_lock:
             return work(self._pg())
 
-    def _grant_pg(self, conn: psycopg.Connection) -> tuple[int | None, float]:
-        """As `_grant_sqlite`, on the database's clock, under a row lock of the source's `etl_rate_limits` row."""
-        slots, limits = self.slots.name, self.limits.name
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            now = float(cur.execute(f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits} "
-                                    "WHERE source = %s FOR UPDATE", (self.name,)).fetchone()[0])
-            recent = [r[0] for r in cur.execute(f"SELECT done_at FROM {slots} WHERE source = %s "
-                                                "ORDER BY done_at DESC LIMIT %s", (self.name, self.calls))]
-            if len(recent) < self.calls or recent[-1] <= now - self.period:
-                slot = cur.execute(
-                    f"WITH gc AS (DELETE FROM {slots} WHERE source = %s AND done_at < %s) "
-                    f"INSERT INTO {slots} (source, at, done_at) VALUES (%s, %s, %s) RETURNING id",
-                    (self.name, now - self.period, self.name, now, now + IN_FLIGHT_HOLD)).fetchone()[0]
-                taken = slot, 0.0
-            else:
-                taken = None, recent[-1] + self.period - now
-            cur.execute("COMMIT")
-            return taken
+    def _run(self, work: Callable[[Any], Any]) -> Any:
+        """Run the dialect's SQL where the limiter's lock lives: PostgreSQL, on the limiter's own session (a row
+        lock); SQLite, through the engine's pool (BEGIN IMMEDIATE)."""
+        return self._on_pg(work) if self.postgres else work(self.engine)
 
-    def _grant_sqlite(self) -> tuple[int | None, float]:
-        """Take a slot: (slot id, 0), or (None, seconds until one frees up). BEGIN IMMEDIATE is the lock."""
-        s = self.slots
-        with self.engine.begin() as conn:
-            now = time.time()
-            recent = conn.execute(sa.select(s.c.done_at).where(s.c.source == self.name)
-                                  .order_by(s.c.done_at.desc()).limit(self.calls)).scalars().all()
-            if len(recent) < self.calls or recent[-1] <= now - self.period:
-                slot = conn.execute(s.insert().values(source=self.name, at=now, done_at=now + IN_FLIGHT_HOLD)
-                                    .returning(s.c.id)).scalar()
-                conn.execute(s.delete().where(s.c.source == self.name, s.c.done_at < now - self.period))
-                return slot, 0.0
-            return None, recent[-1] + self.period - now
+    def _grant(self, db: Any) -> tuple[int | None, float]:
+        return self.dialect.rate_limit_grant(db, self.limits, self.slots, self.name, self.calls, self.period,
+                                             IN_FLIGHT_HOLD)
 
     def acquire(self) -> int:
         """Block until a request is allowed; return its slot, to `release` when the response is in."""
         waited = 0.0
-        take = (lambda: self._on_pg(self._grant_pg)) if self.postgres else self._grant_sqlite
         with self._lock:
-            while (taken := take())[0] is None:
+            while (taken := self._run(self._grant))[0] is None:
                 time.sleep(taken[1])
                 waited += taken[1]
         if waited:
@@ -136,9 +129,4 @@ class RateLimiter:
 
     def release(self, slot: int) -> None:
         """The response is in: the slot's window starts now."""
-        if self.postgres:
-            self._on_pg(lambda conn: conn.execute(
-                f"UPDATE {self.slots.name} SET done_at = extract(epoch FROM clock_timestamp()) WHERE id = %s", (slot,)))
-            return
-        with self.engine.begin() as conn:
-            conn.execute(self.slots.update().where(self.slots.c.id == slot).values(done_at=time.time()))
+        self._run(lambda db: self.dialect.rate_limit_release(db, self.slots, slot))

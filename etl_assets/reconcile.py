@@ -16,19 +16,11 @@ import pandas as pd
 from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, shown
 from .errors import SourceError
 from .schema import infer_schema
+from .warehouse import SchemaState
 
 log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 500
-
-
-@dataclass
-class SchemaState:
-    """What the warehouse remembers of a source's schema (table etl_schemas)."""
-
-    columns: dict[str, str] | None = None
-    accepted: dict[str, str] = field(default_factory=dict)  # observed -> expected renames already applied
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # expected column -> value profile
 
 
 class DriftBlocked(SourceError):

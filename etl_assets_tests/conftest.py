@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import yaml
 
-from etl_assets.config import load_sources
+from etl_assets.config_load import load_sources
 from etl_assets.warehouse import Warehouse
 
 from .loopback import LoopbackServer
@@ -19,6 +19,25 @@ from .loopback import LoopbackServer
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 PG_ADMIN_URL = os.environ.get("ETL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+_PG_FIXTURES = {"pg_server", "pg_url", "pg_warehouse", "dagster_pg", "dagster_db", "instance"}
+_E2E_FILES = {"test_stack_e2e.py", "test_dagster_cli.py", "test_secret_channels.py", "test_deploy_files.py"}
+_SLOW_FILES = {"test_resilience.py", "test_stack_e2e.py", "test_observability.py", "test_secret_channels.py",
+               "test_known_failures.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers from what a test uses: `make unit` runs `-m "not postgres and not e2e and not slow"`."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & _PG_FIXTURES or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+        if item.path.name in _E2E_FILES:
+            item.add_marker(pytest.mark.e2e)
+        if item.path.name in _SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
 
 
 def free_port() -> int:

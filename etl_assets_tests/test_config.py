@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from etl_assets.config import ConfigError, load_sources
+from etl_assets.config import ConfigError
+from etl_assets.config_load import load_sources
 
 from .conftest import REPO
 

@@ -2,7 +2,8 @@ import pytest
 
 from etl_assets.config import CsvSource
 from etl_assets.errors import SourceError
-from etl_assets.extract.csv import CsvExtractor, detect_delimiter, detect_encoding
+from etl_assets.extract.csv import CsvExtractor, detect_delimiter
+from etl_assets.extract.encoding import detect_encoding
 from etl_assets.pipeline import ingest
 
 HEADER = "id,name,amount\n"

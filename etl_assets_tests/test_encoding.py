@@ -10,7 +10,8 @@ import pytest
 
 from etl_assets.config import CsvSource
 from etl_assets.errors import SourceError
-from etl_assets.extract.csv import SAMPLE_BYTES, CsvExtractor, detect_encoding, file_samples
+from etl_assets.extract.csv import CsvExtractor
+from etl_assets.extract.encoding import SAMPLE_BYTES, detect_encoding, file_samples
 from etl_assets.pipeline import ingest
 
 from .conftest import corpus_dir

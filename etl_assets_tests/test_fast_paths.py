@@ -8,22 +8,15 @@ import pandas as pd
 import psycopg
 import pytest
 
-from etl_assets import copy_binary
+from etl_assets import dates as dates_mod
 from etl_assets import schema as schema_mod
 from etl_assets.config import CsvSource
+from etl_assets.dates import DateRules
+from etl_assets.integers import BEYOND_INT64, INEXACT_FLOAT, NOT_INTEGER
 from etl_assets.pipeline import ingest
-from etl_assets.schema import (
-    BEYOND_INT64,
-    INEXACT_FLOAT,
-    NOT_INTEGER,
-    DateRules,
-    _arrow_fast,
-    _coerce_column,
-    _coerce_text_column,
-    coerce,
-    infer_schema,
-)
-from etl_assets.warehouse import _pg_copy_text
+from etl_assets.schema import _arrow_fast, _coerce_column, _coerce_text_column, coerce, infer_schema
+from etl_assets.warehouse.dialects import pg_copy as copy_binary
+from etl_assets.warehouse.dialects.pg_copy import encode_text as _pg_copy_text
 
 CANONICAL = {
     "integer": ["1", "-2", None, "", "007", "-9007199254740991", "0"],
@@ -95,8 +88,8 @@ def _no_general_dates(monkeypatch):
     def refuse(*args):
         raise AssertionError("canonical dates must not reach the general path")
 
-    monkeypatch.setattr(schema_mod, "_dates", refuse)
-    monkeypatch.setattr(schema_mod, "_timestamps", refuse)
+    monkeypatch.setattr(dates_mod, "_dates", refuse)
+    monkeypatch.setattr(schema_mod, "timestamps", refuse)  # schema's name for dates.timestamps
 
 
 @pytest.mark.parametrize("rules", [None, DateRules(dayfirst=True), DateRules(date_format={"other": "%d/%m/%Y"}),

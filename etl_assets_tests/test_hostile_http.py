@@ -31,7 +31,8 @@ from etl_assets.config import ApiSource, ConfigError, RetrySpec, RssSource
 from etl_assets.errors import SourceError
 from etl_assets.extract.api import ApiExtractor
 from etl_assets.extract.rss import RssExtractor
-from etl_assets.http import Origin, OriginPolicy, SourceHttp, parse_allowed_host
+from etl_assets.http import SourceHttp
+from etl_assets.origin import Origin, OriginPolicy, parse_allowed_host
 from etl_assets.pipeline import ingest
 
 from .loopback import LoopbackServer, Reply, use_tls

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from etl_assets.observability.metrics import warehouse_facts
+from etl_assets.observability.facts import warehouse_facts
 from etl_assets.observability.server import Observer, create_app
 from etl_assets.warehouse import Warehouse
 

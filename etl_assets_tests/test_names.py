@@ -8,9 +8,10 @@ import logging
 import pytest
 import sqlalchemy as sa
 
+from etl_assets.column_names import column_name
 from etl_assets.config import ApiSource, CsvSource
 from etl_assets.errors import SourceError
-from etl_assets.pipeline import column_name, ingest
+from etl_assets.pipeline import ingest
 
 from .loopback import Reply
 

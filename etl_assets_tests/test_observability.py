@@ -24,12 +24,12 @@ import yaml
 from dagster import DagsterInstance, SkipReason, build_sensor_context, materialize
 from prometheus_client.parser import text_string_to_metric_families
 
-from etl_assets.config import load_sources
+from etl_assets.config_load import load_sources
 from etl_assets.defs import build_definitions
 from etl_assets.defs.resources import WarehouseResource
 from etl_assets.demo_api import serve as serve_demo_api
 from etl_assets.logs import JsonFormatter
-from etl_assets.observability import metrics as m
+from etl_assets.observability import catalogue as m
 from etl_assets.observability.server import Observer, create_app
 from etl_assets.pipeline import ingest
 from etl_assets.warehouse import Warehouse

@@ -219,7 +219,7 @@ def test_no_secret_in_any_channel(tmp_path, hostile, secrets_env, deployment):
 
 def test_checkpoint_keeps_the_variable_not_its_value_and_resumes(tmp_path, server, monkeypatch, warehouse):
     """A next link that echoes the key is stored as ${VAR}; the rerun resumes there with the key itself."""
-    from etl_assets.config import load_sources
+    from etl_assets.config_load import load_sources
     from etl_assets.errors import SourceError
     from etl_assets.pipeline import ingest
 

@@ -15,7 +15,9 @@ from dagster import DagsterEventType, materialize
 from dagster._core.definitions.utils import DISALLOWED_NAMES
 from dagster._utils.schedules import is_valid_cron_string
 
-from etl_assets.config import RESERVED_NAMES, ConfigError, cron_problem, load_sources
+from etl_assets.config import RESERVED_NAMES, ConfigError
+from etl_assets.config_load import load_sources
+from etl_assets.cron import cron_problem
 from etl_assets.defs import build_definitions
 from etl_assets.defs.resources import WarehouseResource
 

@@ -25,6 +25,7 @@ from ..errors import SourceError
 from ..pipeline import IngestStats, database_error, ingest
 from ..reconcile import DriftBlocked, required_columns
 from ..redaction import redact, redact_obj
+from . import metadata_keys as k
 from .checks import check_specs, drift_check, table_checks
 from .resources import WarehouseResource
 
@@ -43,25 +44,25 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
     loc = (MetadataValue.url(location) if location.startswith(("http://", "https://"))
            else MetadataValue.path(location))
     return {
-        "records_processed": stats.processed,
-        "records_inserted": stats.inserted,
-        "records_updated": stats.updated,
-        "records_unchanged": stats.unchanged,
-        "records_failed": stats.failed,
-        "batches": stats.batches,
-        "duration_seconds": MetadataValue.float(float(stats.duration_seconds)),
-        "source_location": loc,
-        "checkpoint": MetadataValue.json(redact_obj(stats.checkpoint or {})),
-        "dagster/table_name": stats.table,
-        "dagster/row_count": row_count,
-        "drift_events": stats.drift_events,
-        "http_requests": stats.http_requests,
-        "http_retries": stats.http_retries,
-        "http_statuses": MetadataValue.json(stats.http_statuses),
-        "http_seconds": MetadataValue.float(float(stats.http_seconds)),
-        "rate_limit_waits": stats.rate_limit_waits,
-        "rate_limit_wait_seconds": MetadataValue.float(float(stats.rate_limit_wait_seconds)),
-        "dagster/column_schema": TableSchema(
+        k.RECORDS_PROCESSED: stats.processed,
+        k.RECORDS_INSERTED: stats.inserted,
+        k.RECORDS_UPDATED: stats.updated,
+        k.RECORDS_UNCHANGED: stats.unchanged,
+        k.RECORDS_FAILED: stats.failed,
+        k.BATCHES: stats.batches,
+        k.DURATION_SECONDS: MetadataValue.float(float(stats.duration_seconds)),
+        k.SOURCE_LOCATION: loc,
+        k.CHECKPOINT: MetadataValue.json(redact_obj(stats.checkpoint or {})),
+        k.TABLE_NAME: stats.table,
+        k.ROW_COUNT: row_count,
+        k.DRIFT_EVENTS: stats.drift_events,
+        k.HTTP_REQUESTS: stats.http_requests,
+        k.HTTP_RETRIES: stats.http_retries,
+        k.HTTP_STATUSES: MetadataValue.json(stats.http_statuses),
+        k.HTTP_SECONDS: MetadataValue.float(float(stats.http_seconds)),
+        k.RATE_LIMIT_WAITS: stats.rate_limit_waits,
+        k.RATE_LIMIT_WAIT_SECONDS: MetadataValue.float(float(stats.rate_limit_wait_seconds)),
+        k.COLUMN_SCHEMA: TableSchema(
             columns=[TableColumn(name=c, type=t) for c, t in stats.schema.items()]),
     }
 
@@ -71,7 +72,7 @@ def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: Inges
     counting a 21M-row table took longer than the rest of a rerun on unchanged input."""
     if stats.inserted == 0:
         event = context.instance.get_latest_materialization_event(context.asset_key)
-        last = event.asset_materialization.metadata.get("dagster/row_count") if event and event.asset_materialization \
+        last = event.asset_materialization.metadata.get(k.ROW_COUNT) if event and event.asset_materialization \
             else None
         if last is not None:
             return int(last.value)

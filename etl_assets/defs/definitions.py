@@ -10,10 +10,12 @@ import logging
 
 from dagster import AssetsDefinition, DagsterInvalidDefinitionError, Definitions, Failure, asset
 
-from ..config import NAME_RE, RESERVED_NAMES, CsvSource, load_sources
-from ..logs import dagster_loggers, event_fields
+from ..config import NAME_RE, RESERVED_NAMES, CsvSource
+from ..config_load import load_sources
+from ..logs import event_fields
 from .assets import build_source_asset
 from .jobs import build_jobs
+from .loggers import dagster_loggers
 from .metrics_sensor import build_metrics_sensor
 from .resources import WarehouseResource
 from .schedules import build_schedules

@@ -11,7 +11,10 @@ from typing import Any
 
 from dagster import DefaultSensorStatus, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
-from ..observability import metrics as m
+from ..observability.event_totals import EventTotals
+from ..observability.exposition import registry
+from ..observability.facts import warehouse_facts
+from .event_fold import read_event_log
 from .resources import _warehouse
 
 PUSH_JOB = "etl_assets"
@@ -28,9 +31,9 @@ def build_metrics_sensor(specs: dict[str, Any] | None = None, minimum_interval_s
             return SkipReason("ETL_PUSHGATEWAY_URL is not set: no Pushgateway to push the metrics to")
         from prometheus_client import push_to_gateway
 
-        totals = m.read_event_log(context.instance, m.EventTotals.from_json(context.cursor))
-        facts = m.warehouse_facts(_warehouse(os.environ.get("ETL_WAREHOUSE_URL") or None))
-        reg = m.registry(facts, totals, specs)
+        totals = read_event_log(context.instance, EventTotals.from_json(context.cursor))
+        facts = warehouse_facts(_warehouse(os.environ.get("ETL_WAREHOUSE_URL") or None))
+        reg = registry(facts, totals, specs)
         # A failed push raises: the tick fails visibly and the cursor stays, so the next tick pushes it all.
         push_to_gateway(url, job=PUSH_JOB, registry=reg, grouping_key=GROUPING_KEY, timeout=10)
         context.update_cursor(totals.to_json())

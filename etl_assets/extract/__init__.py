@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ApiSource, CsvSource, RssSource
-from .base import Batch, Extractor
+from .base import Batch, Extractor, ExtractorStats
 
 
 def make_extractor(spec: CsvSource | ApiSource | RssSource, limiter: Any = None) -> Extractor:
@@ -23,4 +23,4 @@ def make_extractor(spec: CsvSource | ApiSource | RssSource, limiter: Any = None)
     return RssExtractor(spec)
 
 
-__all__ = ["Batch", "Extractor", "make_extractor"]
+__all__ = ["Batch", "Extractor", "ExtractorStats", "make_extractor"]

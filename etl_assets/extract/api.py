@@ -14,13 +14,15 @@ import pandas as pd
 import requests
 
 from .. import redaction
-from ..config import ENV_RE, ApiSource, expand_env
+from ..config import ApiSource
+from ..config_load import ENV_RE, expand_env
 from ..errors import SourceError
-from ..http import OriginPolicy, SourceHttp
+from ..http import SourceHttp
 from ..logs import event_fields
+from ..origin import OriginPolicy
 from ..ratelimit import RateLimiter
 from ..redaction import quote_body, redact
-from .base import Batch, content_id
+from .base import Batch, ExtractorStats, content_id, http_stats
 from .pagination import dig, fingerprint, make_paginator
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,9 @@ class ApiExtractor:
         self.http = SourceHttp(spec.name, spec.retry, spec.timeout_seconds, limiter,
                                policy=OriginPolicy(spec.url, spec.allowed_hosts), max_bytes=spec.max_response_bytes)
         self.paginator = make_paginator(spec.pagination)
+
+    def stats(self) -> ExtractorStats:
+        return http_stats(self.http)
 
     def _headers(self) -> dict[str, str]:
         """Expanded per run; every value is a secret (registered for redaction, never logged)."""

@@ -1,4 +1,4 @@
-"""What every extractor yields: a batch of raw records and the position after it."""
+"""What every extractor yields: a batch of raw records and the position after it; and what it counted."""
 
 from __future__ import annotations
 
@@ -30,7 +30,32 @@ def content_id(record: Any) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
 
 
+@dataclass
+class ExtractorStats:
+    """What an extractor counted while reading (zero for a source read from files), for the run's stats."""
+    http_requests: int = 0  # attempts, retries included
+    http_retries: int = 0
+    http_statuses: dict[str, int] = field(default_factory=dict)  # final status per request ("error": none)
+    http_seconds: float = 0.0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+
+
+def http_stats(http: Any) -> ExtractorStats:
+    """The counts of a SourceHttp (None: nothing read over HTTP) and of its rate limiter."""
+    if http is None:
+        return ExtractorStats()
+    out = ExtractorStats(http.requests, http.retries, dict(http.statuses), round(http.seconds, 3))
+    if http.limiter is not None:
+        out.rate_limit_waits, out.rate_limit_wait_seconds = http.limiter.waits, round(http.limiter.waited_seconds, 3)
+    return out
+
+
 class Extractor(Protocol):
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         """Yield batches starting after `checkpoint` (None: from the beginning)."""
+        ...
+
+    def stats(self) -> ExtractorStats:
+        """What it counted so far (HTTP requests, retries, statuses, time; rate-limit waits)."""
         ...

@@ -17,9 +17,10 @@ import pandas as pd
 from .. import redaction
 from ..config import RssSource
 from ..errors import SourceError
-from ..http import OriginPolicy, SourceHttp
+from ..http import SourceHttp
 from ..logs import event_fields
-from .base import Batch, content_id
+from ..origin import OriginPolicy
+from .base import Batch, ExtractorStats, content_id, http_stats
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class RssExtractor:
         self.http = (SourceHttp(spec.name, spec.retry, spec.timeout_seconds, policy=OriginPolicy(spec.url, spec.allowed_hosts),
                                 max_bytes=spec.max_response_bytes)
                      if spec.url.startswith(("http://", "https://")) else None)
+
+    def stats(self) -> ExtractorStats:
+        return http_stats(self.http)
 
     def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any], dict[str, str]]:
         """Return (content or None when unchanged, validators for the checkpoint, response headers)."""

@@ -1,6 +1,12 @@
-"""Observability: the Prometheus metrics (metrics.py), the health/stats/metrics server (server.py).
+"""Observability: metric values computed, never counted in process memory, so the Pushgateway sensor and the
+/observability/metrics endpoint agree with each other and with the warehouse, and a restart loses nothing.
 
-Metric values are computed, never counted in process memory: from the warehouse's system tables and from the
-Dagster event log. So the Pushgateway sensor and the /observability/metrics endpoint agree with each other and
-with the warehouse, and a restart loses nothing.
+- catalogue.py     every metric: name, kind, help, labels, origin
+- facts.py         warehouse facts: the SQL over the system tables, through a `Warehouse`
+- event_totals.py  `EventTotals`, the JSON-serializable totals the Dagster event-log fold (defs/event_fold.py) fills
+- schedule.py      cron arithmetic for the schedule-interval gauge
+- exposition.py    the Prometheus registry and text; json_view.py the JSON view
+- server.py        `etl-assets serve`: /health, /stats, /observability/metrics[/json]
+
+None of them imports dagster; server.py reaches the fold in defs/ lazily, as the entry point.
 """

@@ -7,6 +7,12 @@
 
 Nothing is counted in this process: each request reads the warehouse, and the event log is folded from where
 the previous request stopped (a restarted server refolds it from the start), so the figures are exact.
+
+This module is the `etl-assets serve` entry point as much as an app: it wires the core metrics (facts,
+exposition, JSON view) to the Dagster layer, whose event-log fold and instance it takes injected (`fold`,
+`instance`) or, by default, imports from `etl_assets.defs.event_fold` when first needed. That lazy import is
+the one edge from observability/ to defs/, allowed to an entry point; the rest of observability/ never imports
+dagster, and importing this module does not either.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from starlette.routing import Route
 
 from ..redaction import redact_obj
 from ..warehouse import Warehouse
-from . import metrics as m
+from .event_totals import EventTotals
+from .exposition import registry, render
+from .facts import WarehouseFacts, warehouse_facts
+from .json_view import as_json
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +40,18 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Observer:
-    """What the endpoints read: the warehouse, the Dagster instance (made on first use), the sources file."""
+    """What the endpoints read: the warehouse, the Dagster instance (made on first use), the sources file, and
+    the fold of the instance's event log into `EventTotals` (by default `defs.event_fold.read_event_log`)."""
 
     def __init__(self, warehouse_url: str | None = None, instance: Any = None,
-                 sources: Callable[[], dict[str, Any]] | None = None):
+                 sources: Callable[[], dict[str, Any]] | None = None,
+                 fold: Callable[[Any, EventTotals], EventTotals] | None = None):
         self.warehouse_url = warehouse_url
         self._wh: Warehouse | None = None
         self._instance = instance
         self._sources = sources or _load_sources
-        self._totals = m.EventTotals()
+        self._fold = fold
+        self._totals = EventTotals()
         self._lock = threading.Lock()  # one fold at a time; requests run in a thread pool
 
     def warehouse(self) -> Warehouse:
@@ -49,9 +61,9 @@ class Observer:
 
     def instance(self) -> Any:
         if self._instance is None:
-            from dagster import DagsterInstance
+            from ..defs.event_fold import current_instance  # the entry point's edge to the Dagster layer
 
-            self._instance = DagsterInstance.get()  # $DAGSTER_HOME/dagster.yaml
+            self._instance = current_instance()  # $DAGSTER_HOME/dagster.yaml
         return self._instance
 
     def specs(self) -> dict[str, Any]:
@@ -61,17 +73,21 @@ class Observer:
             log.warning("serve: sources file not loaded: %s", exc)
             return {}
 
-    def totals(self) -> m.EventTotals:
+    def totals(self) -> EventTotals:
         with self._lock:
-            self._totals = m.read_event_log(self.instance(), self._totals)
+            if self._fold is None:
+                from ..defs.event_fold import read_event_log  # the entry point's edge to the Dagster layer
+
+                self._fold = read_event_log
+            self._totals = self._fold(self.instance(), self._totals)
             return self._totals
 
-    def snapshot(self) -> tuple[m.WarehouseFacts, m.EventTotals, dict[str, Any]]:
-        return m.warehouse_facts(self.warehouse()), self.totals(), self.specs()
+    def snapshot(self) -> tuple[WarehouseFacts, EventTotals, dict[str, Any]]:
+        return warehouse_facts(self.warehouse()), self.totals(), self.specs()
 
 
 def _load_sources() -> dict[str, Any]:
-    from ..config import load_sources
+    from ..config_load import load_sources
 
     specs, invalid = load_sources(None, lenient=True)  # a bad source must not blank the figures of the others
     for name, lines in invalid.items():
@@ -102,7 +118,7 @@ def create_app(observer: Observer | None = None) -> Starlette:
 
     def stats(_: Request) -> Response:
         try:
-            facts = m.warehouse_facts(obs.warehouse())
+            facts = warehouse_facts(obs.warehouse())
         except Exception as exc:  # the warehouse is down or dropped: say so, in one line, as a 503
             reason = f"warehouse unavailable: {type(exc).__name__}: " + (str(getattr(exc, "orig", None) or exc)
                                                                        .strip().splitlines() or [""])[0][:300]
@@ -114,7 +130,7 @@ def create_app(observer: Observer | None = None) -> Starlette:
             "sources": {s: {"last_run": facts.sources.get(s, {}).get("last_run"),
                             "checkpoint": facts.checkpoints.get(s)} for s in names}}))
 
-    def snapshot() -> tuple[m.WarehouseFacts, m.EventTotals, dict[str, Any]] | Response:
+    def snapshot() -> tuple[WarehouseFacts, EventTotals, dict[str, Any]] | Response:
         try:
             return obs.snapshot()
         except Exception as exc:  # partial figures would be wrong figures: fail the scrape, say why
@@ -126,13 +142,13 @@ def create_app(observer: Observer | None = None) -> Starlette:
         snap = snapshot()
         if isinstance(snap, Response):
             return snap
-        return Response(m.render(m.registry(*snap)), media_type=PROMETHEUS_TEXT)
+        return Response(render(registry(*snap)), media_type=PROMETHEUS_TEXT)
 
     def metrics_json(_: Request) -> Response:
         snap = snapshot()
         if isinstance(snap, Response):
             return snap
-        return JSONResponse(redact_obj(m.as_json(*snap)))
+        return JSONResponse(redact_obj(as_json(*snap)))
 
     return Starlette(routes=[
         Route("/health", health),

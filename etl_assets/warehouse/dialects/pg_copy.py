@@ -1,9 +1,11 @@
-"""PostgreSQL's binary COPY format, built column-wise with numpy (no Python loop per value or per row).
+"""A batch as a PostgreSQL COPY payload: the binary format, built column-wise with numpy (no Python loop per value
+or per row), or the text format for the columns the binary one does not cover.
 
 A typed batch (what `schema.coerce` gives) is sent as the server's own binary representation: nothing is
 formatted as text here and nothing is parsed there. Each tuple is `int16 field count`, then per field `int32
 length` (-1: NULL) and the value's bytes, all big-endian (https://www.postgresql.org/docs/current/sql-copy.html).
-Columns whose SQL type or pandas dtype is not one of ours return None, and the caller uses the text format.
+Columns whose SQL type or pandas dtype is not one of ours make `encode` return None, and the caller uses
+`encode_text`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .schema import arrow_text
+from ...schema import arrow_text
+from .values import column_values
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
@@ -103,3 +106,10 @@ def encode(rows: pd.DataFrame, encodings: dict[str, str | None]) -> bytes | None
             out[np.repeat(body - col.offsets[:-1], counts) + np.arange(first, last)] = col.data[first:last]
         pos = pos + size
     return out.tobytes()
+
+
+def encode_text(rows: pd.DataFrame, kinds: dict[str, str | None]) -> str:
+    """The batch in COPY's text format, built column-wise (numpy) and joined into lines by the C csv writer."""
+    cols = [column_values(rows[c], kinds.get(c), "postgresql") for c in rows.columns]
+    # every value is already escaped text (NULL: ""), so a line is a tab join and the batch a newline join
+    return "\n".join(map("\t".join, zip(*cols, strict=True))) + "\n"

@@ -1,0 +1,277 @@
+"""The warehouse: SQLite by default, PostgreSQL in production, through SQLAlchemy.
+
+Each batch lands in ONE transaction: its rows are upserted by primary key (PostgreSQL: COPY into a staging
+table, then INSERT and UPDATE; SQLite: INSERT ... ON CONFLICT - see `dialects`), its quarantined rows are
+recorded, and the source's checkpoint moves. A crash anywhere before the commit leaves the table and the
+checkpoint as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from .. import faults
+from ..ratelimit import RateLimiter
+from .dialects import Dialect, dialect_for
+from .errors import statement_error
+from .schema_state import SchemaState
+from .sqltypes import kind_of, sql_type
+from .tables import (
+    LINEAGE,
+    ROW_ID,
+    checkpoints,
+    create_system_tables,
+    index_name,
+    quarantine,
+    runs,
+    schema_drift,
+    schemas,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = ".etl"
+
+
+def default_url() -> str:
+    Path(DEFAULT_DIR).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(DEFAULT_DIR, 'warehouse.db').resolve()}"
+
+
+def normalize_url(url: str) -> str:
+    """Every PostgreSQL URL uses psycopg 3: its COPY is the fast path."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass
+class LoadResult:
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0  # rows of a file's earlier version, replaced by this batch
+    quarantined: int = 0
+
+
+class Warehouse:
+    """The store every run writes through (`Store` is its alias): tables, checkpoints, loads, runs, stats."""
+
+    def __init__(self, url: str | None = None):
+        self.url = normalize_url(url or os.environ.get("ETL_WAREHOUSE_URL") or default_url())
+        # application_name lets an operator (or a chaos test) find the loader's sessions in pg_stat_activity
+        connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {"application_name": "etl-assets"}
+        # hide_parameters: an error's text must never carry row values (SQLAlchemy prints a statement's parameters)
+        self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
+        self.dialect = self.engine.dialect.name
+        self.sql: Dialect = dialect_for(self.engine)  # the SQL that differs between PostgreSQL and SQLite
+        self.sql.prepare()
+        self.q = self.engine.dialect.identifier_preparer.quote
+        with self.engine.begin() as conn:
+            self.sql.ddl_lock(conn)
+            create_system_tables(conn)
+        self._tables: dict[str, sa.Table] = {}
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.engine.url.render_as_string(hide_password=True)})"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def rate_limiter(self, source: str, calls: int, period_seconds: float) -> RateLimiter:
+        return RateLimiter(self.engine, self.sql, source, calls, period_seconds)
+
+    # -- schema ---------------------------------------------------------------------------------------------
+    def schema_state(self, source: str, table: str) -> SchemaState:
+        """The schema pinned by the source's first load; for a table made elsewhere, its reflected columns."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(schemas.c.columns, schemas.c.accepted, schemas.c.profiles)
+                               .where(schemas.c.source == source)).first()
+        if row:
+            return SchemaState(json.loads(row[0]), json.loads(row[1] or "{}"), json.loads(row[2] or "{}"))
+        insp = sa.inspect(self.engine)
+        if not insp.has_table(table):
+            return SchemaState()
+        return SchemaState({c["name"]: kind_of(c["type"]) for c in insp.get_columns(table)
+                            if c["name"] not in LINEAGE and c["name"] != ROW_ID})
+
+    def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
+        return self.schema_state(source, table).columns
+
+    @functools.cached_property
+    def max_columns(self) -> int:
+        """Columns a table may have: SQLite's SQLITE_LIMIT_COLUMN of this build (2000 by default), PostgreSQL's
+        MaxHeapAttributeNumber (1600)."""
+        return self.sql.max_columns()
+
+    def existing_columns(self, name: str) -> frozenset[str]:
+        """The columns the table has (none when it does not exist yet)."""
+        table = self._tables.get(name)
+        if table is not None:
+            return frozenset(table.c.keys())
+        insp = sa.inspect(self.engine)
+        return frozenset(c["name"] for c in insp.get_columns(name)) if insp.has_table(name) else frozenset()
+
+    def ensure_table(self, name: str, schema: dict[str, str], key: list[str], *, source: str | None = None,
+                     location_index: bool = False) -> sa.Table:
+        """Create the table, or add the schema's columns it lacks (schema evolution only ever adds).
+        `location_index`: an index on `_etl_source`, for the rows a file's new version replaces (see `load`)."""
+        table = self._tables.get(name)
+        if table is not None and all(c in table.c for c in schema):
+            return table
+        cols = [sa.Column(c, sql_type(k, self.dialect), primary_key=c in key) for c, k in schema.items()]
+        if key == [ROW_ID]:
+            cols.insert(0, sa.Column(ROW_ID, sa.Text, primary_key=True))
+        cols += [sa.Column(c, sql_type(k, self.dialect)) for c, k in LINEAGE.items()]
+        step = "CREATE TABLE"
+        try:
+            with self.engine.begin() as conn:
+                self.sql.ddl_lock(conn)
+                insp = sa.inspect(conn)
+                if insp.has_table(name):
+                    have = {c["name"] for c in insp.get_columns(name)}
+                    step = "ALTER TABLE ADD COLUMN"
+                    for col in cols:
+                        if col.name not in have:
+                            log.warning("table %s: adding column %s (%s)", name, col.name, col.type)
+                            conn.exec_driver_sql(f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
+                                                 f"{col.type.compile(self.engine.dialect)}")
+                    table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                else:
+                    table = sa.Table(name, sa.MetaData(), *self.sql.layout(cols))
+                    table.create(conn)
+                if location_index:  # also for a table made before: once per process, a no-op when it exists
+                    step = "CREATE INDEX"
+                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {self.q(index_name(name, '_etl_source'))} "
+                                         f"ON {self.q(name)} ({self.q('_etl_source')})")
+        except sa.exc.StatementError as exc:
+            raise statement_error(source or name, name, step, exc) from None
+        self._tables[name] = table
+        return table
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint(self, source: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.source == source)).scalar()
+        return json.loads(raw) if raw else None
+
+    def _upsert(self, conn: sa.Connection, table: sa.Table, keys: list[str], values: dict[str, Any]) -> None:
+        ins = self.sql.insert(table).values(**values)
+        conn.execute(ins.on_conflict_do_update(index_elements=keys,
+                                               set_={k: v for k, v in values.items() if k not in keys}))
+
+    # -- load -----------------------------------------------------------------------------------------------
+    def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
+             position: dict, run_id: str, location: str, schema: SchemaState | None = None,
+             drift_events: list[dict] | None = None, replaces: str | None = None) -> LoadResult:
+        """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction.
+        `replaces`: the row-id prefix of a file version (`file_row_prefix`) whose first batch this is; the rows of
+        the file (`_etl_source` = `location`) from any other version are deleted in the same transaction.
+
+        A database error is one SourceError naming the table and the statement's kind, never the SQL or a value."""
+        result = LoadResult(quarantined=len(quarantined))
+        now = datetime.now(UTC)
+        step = ["BEGIN"]  # the statement under way, for the error line
+        try:
+            with self.engine.begin() as conn:
+                if table is not None and replaces is not None:
+                    step[0] = "DELETE of the file's earlier version"
+                    result.deleted = conn.execute(sa.text(
+                        f"DELETE FROM {self.q(table.name)} WHERE {self.q('_etl_source')} = :loc "
+                        f"AND {self.q(ROW_ID)} NOT LIKE :keep"), {"loc": location, "keep": replaces + "%"}).rowcount
+                if table is not None and len(rows):
+                    rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
+                    lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
+                    result.inserted, result.updated = self.sql.upsert(conn, table, key, rows, lineage, step)
+                if quarantined:
+                    step[0] = "INSERT into etl_quarantine"
+                    conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id,
+                                                        "quarantined_at": now} for q in quarantined])
+                faults.hit("before_checkpoint_write")
+                step[0] = "checkpoint upsert"
+                self._upsert(conn, checkpoints, ["source"], {
+                    "source": source, "position": json.dumps(position, sort_keys=True, default=str),
+                    "run_id": run_id, "updated_at": now})
+                if schema is not None and schema.columns and table is not None:
+                    step[0] = "etl_schemas upsert"
+                    self._upsert(conn, schemas, ["source"], {
+                        "source": source, "table_name": table.name, "columns": json.dumps(schema.columns),
+                        "accepted": json.dumps(schema.accepted), "profiles": json.dumps(schema.profiles),
+                        "updated_at": now})
+                if drift_events:
+                    step[0] = "INSERT into etl_schema_drift"
+                    self._record_drift(conn, source, run_id, drift_events, now)
+                faults.hit("before_commit")
+                step[0] = "COMMIT"
+        except (sa.exc.StatementError, self.engine.dialect.loaded_dbapi.Error) as exc:
+            raise statement_error(source, table.name if table is not None else "(none)", step[0], exc) from None
+        return result
+
+    def _record_drift(self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime) -> None:
+        conn.execute(schema_drift.insert(), [{**e, "source": source, "run_id": run_id, "detected_at": now}
+                                             for e in events])
+
+    def record_drift(self, source: str, run_id: str, events: list[dict]) -> None:
+        """Drift that stopped a load: recorded on its own, the batch itself was not loaded."""
+        with self.engine.begin() as conn:
+            self._record_drift(conn, source, run_id, events, datetime.now(UTC))
+
+    # -- runs and stats -------------------------------------------------------------------------------------
+    def record_run(self, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, runs, ["run_id", "source"], values)
+
+    def mark_abandoned(self, source: str, run_id: str) -> list[str]:
+        """Runs of the source still `started` although the caller holds the source's lock alone: their process
+        died."""
+        with self.engine.begin() as conn:
+            dead = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(
+                runs.c.source == source, runs.c.status == "started", runs.c.run_id != run_id))]
+            if dead:
+                conn.execute(runs.update().where(runs.c.source == source, runs.c.run_id.in_(dead)).values(
+                    status="abandoned", finished_at=datetime.now(UTC),
+                    error="the run ended without finishing (its process died); the next run resumed at its "
+                          "checkpoint"))
+        return dead
+
+    def row_count(self, table: str) -> int:
+        if not sa.inspect(self.engine).has_table(table):
+            return 0
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar())
+
+    def duplicate_keys(self, table: str, key: list[str]) -> int:
+        """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
+        insp = sa.inspect(self.engine)
+        if insp.has_table(table) and set(insp.get_pk_constraint(table)["constrained_columns"] or []) == set(key):
+            return 0  # the database enforces it: no need to scan (and group) the whole table after every run
+        cols = ", ".join(self.q(k) for k in key)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
+            )).scalar())
+
+    def null_counts(self, table: str, columns: list[str], run_id: str) -> dict[str, int]:
+        """NULLs per column among the rows the run wrote."""
+        if not columns or not sa.inspect(self.engine).has_table(table):
+            return {c: 0 for c in columns}
+        sums = ", ".join(f"sum(CASE WHEN {self.q(c)} IS NULL THEN 1 ELSE 0 END)" for c in columns)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(f"SELECT {sums} FROM {self.q(table)} WHERE _etl_run_id = :r"),
+                               {"r": run_id}).one()
+        return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
+
+    def row_counts(self) -> dict[str, int]:
+        names = sorted(sa.inspect(self.engine).get_table_names())
+        return {n: self.row_count(n) for n in names}
+
