@@ -32,6 +32,7 @@ unit: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check etl_assets etl_assets_tests benchmarks
+	$(BIN)/ruff format --check etl_assets etl_assets_tests benchmarks
 
 validate: $(BIN)/.installed
 	$(BIN)/etl-assets validate

@@ -42,8 +42,14 @@ def machine() -> dict:
             pg = conn.execute("SHOW server_version").fetchone()[0]
     except psycopg.Error:
         pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem / 2**30, 1), "python": platform.python_version(),
-            "postgresql": pg, "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "platform": platform.platform(),
+    }
 
 
 def run_timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None, poll: float = 0.02) -> dict:
@@ -52,7 +58,9 @@ def run_timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None, 
     import psutil
 
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     out_chunks: list[str] = []
     import threading
 
@@ -80,8 +88,13 @@ def run_timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None, 
         time.sleep(poll)
     wall = time.perf_counter() - started
     reader.join()
-    return {"wall_seconds": wall, "returncode": proc.returncode, "output": "".join(out_chunks),
-            "peak_rss_mb": round(peak_one / 2**20, 1), "peak_rss_tree_mb": round(peak_tree / 2**20, 1)}
+    return {
+        "wall_seconds": wall,
+        "returncode": proc.returncode,
+        "output": "".join(out_chunks),
+        "peak_rss_mb": round(peak_one / 2**20, 1),
+        "peak_rss_tree_mb": round(peak_tree / 2**20, 1),
+    }
 
 
 def create_db(prefix: str = "etl_bench") -> tuple[str, str]:
@@ -122,11 +135,21 @@ def dagster_home(root: Path) -> Path:
     return home
 
 
-def dagster_execute(job: str, sources: Path, home: Path, warehouse_url: str, extra_env: dict | None = None) -> dict:
-    env = {**os.environ, "ETL_SOURCES": str(sources), "DAGSTER_HOME": str(home), "ETL_WAREHOUSE_URL": warehouse_url,
-           **(extra_env or {})}
-    res = run_timed([str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", job],
-                    env=env, cwd=sources.parent)
+def dagster_execute(
+    job: str, sources: Path, home: Path, warehouse_url: str, extra_env: dict | None = None
+) -> dict:
+    env = {
+        **os.environ,
+        "ETL_SOURCES": str(sources),
+        "DAGSTER_HOME": str(home),
+        "ETL_WAREHOUSE_URL": warehouse_url,
+        **(extra_env or {}),
+    }
+    res = run_timed(
+        [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", job],
+        env=env,
+        cwd=sources.parent,
+    )
     if res["returncode"] != 0:
         raise RuntimeError(f"dagster job execute -j {job} failed:\n{res['output'][-4000:]}")
     return res
@@ -140,8 +163,11 @@ def latest_metadata(home: Path, asset: str) -> dict:
     try:
         ev = instance.get_latest_materialization_event(AssetKey(asset))
         md = ev.asset_materialization.metadata if ev else {}
-        return {k: getattr(v, "value", v) for k, v in md.items()
-                if k.startswith("records_") or k in ("batches", "duration_seconds")}
+        return {
+            k: getattr(v, "value", v)
+            for k, v in md.items()
+            if k.startswith("records_") or k in ("batches", "duration_seconds")
+        }
     finally:
         instance.dispose()
 
@@ -155,7 +181,11 @@ def print_table(title: str, rows: list[tuple], headers: tuple) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     print(f"\n{title}")
     for j, r in enumerate(cells):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
         if j == 0:
             print("  ".join("-" * w for w in widths))
 

@@ -24,8 +24,12 @@ def main(path: str, url: str) -> None:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=16 << 20))
         yield from reader
 
-    pipe = dlt.pipeline(pipeline_name="etl_bench_dlt", destination="postgres", dataset_name="bench",
-                        pipelines_dir=tempfile.mkdtemp(prefix="dlt-"))
+    pipe = dlt.pipeline(
+        pipeline_name="etl_bench_dlt",
+        destination="postgres",
+        dataset_name="bench",
+        pipelines_dir=tempfile.mkdtemp(prefix="dlt-"),
+    )
     pipe.run(rows(), loader_file_format="csv")
     print(dlt.__version__)
 

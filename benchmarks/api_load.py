@@ -34,7 +34,9 @@ class Server:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+            disable_nagle_algorithm = (
+                True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+            )
 
             def log_message(self, *args):
                 pass
@@ -54,9 +56,18 @@ class Server:
                     page = int(q.get("page", ["1"])[0])
                     n = outer.size if page <= outer.pages else 0
                     start = (page - 1) * outer.size
-                    body = json.dumps([{"id": start + i, "name": f"item {start + i}", "price": (start + i) * 0.5,
-                                        "active": i % 2 == 0, "created": "2024-01-02T03:04:05Z"}
-                                       for i in range(n)]).encode()
+                    body = json.dumps(
+                        [
+                            {
+                                "id": start + i,
+                                "name": f"item {start + i}",
+                                "price": (start + i) * 0.5,
+                                "active": i % 2 == 0,
+                                "created": "2024-01-02T03:04:05Z",
+                            }
+                            for i in range(n)
+                        ]
+                    ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -93,23 +104,40 @@ def main() -> int:
     ap.add_argument("--period", type=float, default=1.0)
     ap.add_argument("--pages", type=int, default=400)
     ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--pg", action="store_true", help="PostgreSQL warehouse (default: SQLite in a temp folder)")
+    ap.add_argument(
+        "--pg", action="store_true", help="PostgreSQL warehouse (default: SQLite in a temp folder)"
+    )
     args = ap.parse_args()
 
     from etl_assets.config_load import load_sources
 
     parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.Process(target=_serve, args=(child, args.calls, args.period, args.pages, args.size),
-                                   daemon=True)
+    proc = multiprocessing.Process(
+        target=_serve, args=(child, args.calls, args.period, args.pages, args.size), daemon=True
+    )
     proc.start()
     url = parent.recv()
     root = tempdir("etl-bench-api-")
     import yaml
 
-    (root / "sources.yaml").write_text(yaml.safe_dump({"items": {
-        "kind": "api", "url": url, "primary_key": ["id"],
-        "pagination": {"type": "page", "page_param": "page", "size_param": "per_page", "size": args.size},
-        "rate_limit": {"calls": args.calls, "period_seconds": args.period}}}))
+    (root / "sources.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "items": {
+                    "kind": "api",
+                    "url": url,
+                    "primary_key": ["id"],
+                    "pagination": {
+                        "type": "page",
+                        "page_param": "page",
+                        "size_param": "per_page",
+                        "size": args.size,
+                    },
+                    "rate_limit": {"calls": args.calls, "period_seconds": args.period},
+                }
+            }
+        )
+    )
     spec = load_sources(str(root / "sources.yaml"))["items"]
     try:
         stats, wall = timed_ingest(spec, root, "bench-api", args.pg)
@@ -123,18 +151,38 @@ def main() -> int:
     span = times[-1] - times[0] if n > 1 else 0.0
     rate = (n - 1) / span if span else float("nan")
     limit = args.calls / args.period
-    result = {"calls": args.calls, "period_seconds": args.period, "requests": n, "rejected_429": rejected,
-              "busiest_window": busiest, "records": stats.processed, "inserted": stats.inserted,
-              "wall_seconds": wall, "request_span_seconds": span, "achieved_rate": rate, "limit_rate": limit,
-              "fraction_of_limit": rate / limit, "fastest_allowed_span": best, "records_per_second": stats.processed / wall,
-              "warehouse": "postgresql" if args.pg else "sqlite", "rate_limit_waits": stats.rate_limit_waits}
-    print_table(f"API source, limit {args.calls} requests / {args.period:g}s, {args.pages} pages x {args.size} records",
-                [("requests", n), ("answered 429 (above the limit)", rejected),
-                 ("busiest window (requests)", result["busiest_window"]),
-                 ("achieved request rate /s (first to last request)", rate),
-                 ("fraction of the limit", f"{rate / limit:.1%}"),
-                 ("records", stats.processed), ("wall seconds", wall), ("records/s", stats.processed / wall)],
-                ("what", "value"))
+    result = {
+        "calls": args.calls,
+        "period_seconds": args.period,
+        "requests": n,
+        "rejected_429": rejected,
+        "busiest_window": busiest,
+        "records": stats.processed,
+        "inserted": stats.inserted,
+        "wall_seconds": wall,
+        "request_span_seconds": span,
+        "achieved_rate": rate,
+        "limit_rate": limit,
+        "fraction_of_limit": rate / limit,
+        "fastest_allowed_span": best,
+        "records_per_second": stats.processed / wall,
+        "warehouse": "postgresql" if args.pg else "sqlite",
+        "rate_limit_waits": stats.rate_limit_waits,
+    }
+    print_table(
+        f"API source, limit {args.calls} requests / {args.period:g}s, {args.pages} pages x {args.size} records",
+        [
+            ("requests", n),
+            ("answered 429 (above the limit)", rejected),
+            ("busiest window (requests)", result["busiest_window"]),
+            ("achieved request rate /s (first to last request)", rate),
+            ("fraction of the limit", f"{rate / limit:.1%}"),
+            ("records", stats.processed),
+            ("wall seconds", wall),
+            ("records/s", stats.processed / wall),
+        ],
+        ("what", "value"),
+    )
     write_result("api_load", result)
     return 0
 

@@ -37,8 +37,18 @@ def kill_trials(trials: int, rows: int, seed: int, work: Path) -> dict:
         f.write("id,name,amount\n")
         f.writelines(f"{i},name {i},{i * 0.5}\n" for i in range(1, rows + 1))
     sources = work / "sources.yaml"
-    sources.write_text(yaml.safe_dump({"big": {"kind": "csv", "path": str(csv), "chunk_rows": 1000,
-                                               "columns": {"id": "integer", "name": "string", "amount": "float"}}}))
+    sources.write_text(
+        yaml.safe_dump(
+            {
+                "big": {
+                    "kind": "csv",
+                    "path": str(csv),
+                    "chunk_rows": 1000,
+                    "columns": {"id": "integer", "name": "string", "amount": "float"},
+                }
+            }
+        )
+    )
     name, url = create_db("etl_chaos")
     from etl_assets.warehouse import Warehouse
 
@@ -46,7 +56,14 @@ def kill_trials(trials: int, rows: int, seed: int, work: Path) -> dict:
     rng = random.Random(seed)
     cmd = [str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url]
     env = {**os.environ, "ETL_FAULTS": "before_commit=delay(0.03)", "LOG_LEVEL": "WARNING"}
-    out = {"trials": 0, "killed_mid_load": 0, "checkpoint_mismatch": 0, "lost": 0, "duplicated": 0, "rows": rows}
+    out = {
+        "trials": 0,
+        "killed_mid_load": 0,
+        "checkpoint_mismatch": 0,
+        "lost": 0,
+        "duplicated": 0,
+        "rows": rows,
+    }
     try:
         for t in range(trials):
             with psycopg.connect(url, autocommit=True) as c:
@@ -58,8 +75,11 @@ def kill_trials(trials: int, rows: int, seed: int, work: Path) -> dict:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             with psycopg.connect(url) as c:
-                landed = c.execute("SELECT count(*) FROM big").fetchone()[0] if c.execute(
-                    "SELECT to_regclass('big')").fetchone()[0] else 0
+                landed = (
+                    c.execute("SELECT count(*) FROM big").fetchone()[0]
+                    if c.execute("SELECT to_regclass('big')").fetchone()[0]
+                    else 0
+                )
                 cp = c.execute("SELECT position FROM etl_checkpoints WHERE source = 'big'").fetchone()
             done = next(iter(json.loads(cp[0])["files"].values()))["rows"] if cp else 0
             out["checkpoint_mismatch"] += int(done != landed)
@@ -72,8 +92,11 @@ def kill_trials(trials: int, rows: int, seed: int, work: Path) -> dict:
             out["lost"] += rows - distinct
             out["duplicated"] += total - distinct
             out["trials"] += 1
-            print(f"  trial {t + 1:3d}: killed with {landed:6d} rows landed, checkpoint {done:6d}; "
-                  f"after rerun {total} rows, {distinct} distinct", flush=True)
+            print(
+                f"  trial {t + 1:3d}: killed with {landed:6d} rows landed, checkpoint {done:6d}; "
+                f"after rerun {total} rows, {distinct} distinct",
+                flush=True,
+            )
     finally:
         drop_db(name)
     return out
@@ -90,7 +113,7 @@ def rate_limit_trial(calls: int, period: float, processes: int, work: Path) -> d
         def do_GET(self):  # noqa: N802
             times.append(time.monotonic())
             page = int(self.path.split("page=")[1].split("&")[0])
-            body = json.dumps(items[(page - 1) * 10: page * 10]).encode()
+            body = json.dumps(items[(page - 1) * 10 : page * 10]).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -100,13 +123,29 @@ def rate_limit_trial(calls: int, period: float, processes: int, work: Path) -> d
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     sources = work / "api.yaml"
-    sources.write_text(yaml.safe_dump({"api": {
-        "kind": "api", "url": f"http://127.0.0.1:{srv.server_address[1]}/items", "primary_key": ["id"],
-        "pagination": {"type": "page", "size": 10}, "rate_limit": {"calls": calls, "period_seconds": period}}}))
+    sources.write_text(
+        yaml.safe_dump(
+            {
+                "api": {
+                    "kind": "api",
+                    "url": f"http://127.0.0.1:{srv.server_address[1]}/items",
+                    "primary_key": ["id"],
+                    "pagination": {"type": "page", "size": 10},
+                    "rate_limit": {"calls": calls, "period_seconds": period},
+                }
+            }
+        )
+    )
     name, url = create_db("etl_chaos")
     try:  # the processes ingest the same source, so they draw from its one budget
-        procs = [subprocess.Popen([str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(processes)]
+        procs = [
+            subprocess.Popen(
+                [str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(processes)
+        ]
         for p in procs:
             p.wait()
     finally:
@@ -115,9 +154,15 @@ def rate_limit_trial(calls: int, period: float, processes: int, work: Path) -> d
     times.sort()
     worst = max(sum(1 for u in times if t <= u < t + period) for t in times)
     rate = (len(times) - 1) / (times[-1] - times[0])
-    return {"requests": len(times), "calls": calls, "period_seconds": period, "processes": processes,
-            "max_in_any_window": worst, "achieved_per_second": round(rate, 2),
-            "fraction_of_limit": round(rate / (calls / period), 3)}
+    return {
+        "requests": len(times),
+        "calls": calls,
+        "period_seconds": period,
+        "processes": processes,
+        "max_in_any_window": worst,
+        "achieved_per_second": round(rate, 2),
+        "fraction_of_limit": round(rate / (calls / period), 3),
+    }
 
 
 def main() -> int:
@@ -134,14 +179,21 @@ def main() -> int:
     rate = rate_limit_trial(10, 1.0, 4, work)
     print()
     print(f"{'trials':>8} {'mid-load':>9} {'cp!=rows':>9} {'lost':>6} {'duplicated':>11}")
-    print(f"{kills['trials']:>8} {kills['killed_mid_load']:>9} {kills['checkpoint_mismatch']:>9} {kills['lost']:>6} "
-          f"{kills['duplicated']:>11}")
-    print(f"rate limit: {rate['requests']} requests, at most {rate['max_in_any_window']} in any "
-          f"{rate['period_seconds']}s window (limit {rate['calls']}), {rate['achieved_per_second']}/s = "
-          f"{rate['fraction_of_limit']:.1%} of the limit")
+    print(
+        f"{kills['trials']:>8} {kills['killed_mid_load']:>9} {kills['checkpoint_mismatch']:>9} {kills['lost']:>6} "
+        f"{kills['duplicated']:>11}"
+    )
+    print(
+        f"rate limit: {rate['requests']} requests, at most {rate['max_in_any_window']} in any "
+        f"{rate['period_seconds']}s window (limit {rate['calls']}), {rate['achieved_per_second']}/s = "
+        f"{rate['fraction_of_limit']:.1%} of the limit"
+    )
     (ROOT / "results" / "chaos.json").write_text(json.dumps({"kill": kills, "rate_limit": rate}, indent=2))
-    ok = kills["lost"] == kills["duplicated"] == kills["checkpoint_mismatch"] == 0 and \
-        rate["max_in_any_window"] <= rate["calls"] and rate["fraction_of_limit"] >= 0.9
+    ok = (
+        kills["lost"] == kills["duplicated"] == kills["checkpoint_mismatch"] == 0
+        and rate["max_in_any_window"] <= rate["calls"]
+        and rate["fraction_of_limit"] >= 0.9
+    )
     return 0 if ok else 1
 
 

@@ -33,18 +33,43 @@ from etl_assets.extract.encoding import detect_encoding, file_samples  # noqa: E
 
 WESTERN = {"cp1252", "latin_1", "iso8859_15"}
 TEXTS = {  # encoding: (lines, the encodings that decode them to the same text count as right)
-    "latin-1": (["id,city,note", "1,Zürich,naïve façade", "2,Malmö,Ålesund ønsker", "3,São Paulo,crème brûlée"],
-                WESTERN),
-    "cp1252": (["id,quote,price", "1,“Smart” quotes – it’s fine,€5", "2,Café … déjà vu,€12.50", "3,‘single’ — x,€0"],
-               {"cp1252"}),
+    "latin-1": (
+        ["id,city,note", "1,Zürich,naïve façade", "2,Malmö,Ålesund ønsker", "3,São Paulo,crème brûlée"],
+        WESTERN,
+    ),
+    "cp1252": (
+        ["id,quote,price", "1,“Smart” quotes – it’s fine,€5", "2,Café … déjà vu,€12.50", "3,‘single’ — x,€0"],
+        {"cp1252"},
+    ),
     "cp1250": (["imię,miasto", "Łukasz,Łódź", "Zażółć,Gdańsk", "Jiří,Plzeň"], {"cp1250"}),
     "cp1251": (["имя,город", "Иван,Москва", "Ольга,Санкт-Петербург", "Пётр,Новосибирск"], {"cp1251"}),
-    "shift_jis": (["番号,都市,説明", "1,東京,渋谷区の天気は晴れです。", "2,大阪,明日は雨が降るでしょう。",
-                   "3,京都,お寺と神社がたくさんあります。"], {"shift_jis", "cp932"}),
-    "gb2312": (["编号,城市,说明", "1,北京,今天天气很好，我们去公园散步。", "2,上海,明天可能会下雨。",
-                "3,广州,这里的饭菜非常好吃。"], {"gb2312", "gbk", "gb18030"}),
-    "euc-kr": (["번호,도시,설명", "1,서울,오늘 날씨가 좋습니다.", "2,부산,내일은 비가 올 것입니다.",
-                "3,대구,여름에는 아주 덥습니다."], {"euc_kr", "cp949"}),
+    "shift_jis": (
+        [
+            "番号,都市,説明",
+            "1,東京,渋谷区の天気は晴れです。",
+            "2,大阪,明日は雨が降るでしょう。",
+            "3,京都,お寺と神社がたくさんあります。",
+        ],
+        {"shift_jis", "cp932"},
+    ),
+    "gb2312": (
+        [
+            "编号,城市,说明",
+            "1,北京,今天天气很好，我们去公园散步。",
+            "2,上海,明天可能会下雨。",
+            "3,广州,这里的饭菜非常好吃。",
+        ],
+        {"gb2312", "gbk", "gb18030"},
+    ),
+    "euc-kr": (
+        [
+            "번호,도시,설명",
+            "1,서울,오늘 날씨가 좋습니다.",
+            "2,부산,내일은 비가 올 것입니다.",
+            "3,대구,여름에는 아주 덥습니다.",
+        ],
+        {"euc_kr", "cp949"},
+    ),
     "utf-8": (["id,city,note", "1,Zürich,naïve", "2,東京,晴れ", "3,Москва,снег ✓"], {"utf_8"}),
     "ascii": (["id,name,amount", "1,alpha,1.5", "2,beta,2.5", "3,gamma,3.5"], {"ascii", "utf_8"}),
 }
@@ -77,9 +102,11 @@ def cases() -> list[tuple[str, bytes, set[str]]]:
             text = "\n".join(lines[:1] + lines[1:] * reps) + "\n"
             out.append((f"ours {enc} {label}", text.encode(enc), accept))
     text = "\n".join(TEXTS["utf-8"][0]) + "\n"
-    out += [("ours utf-8 BOM", codecs.BOM_UTF8 + text.encode(), {"utf_8_sig"}),
-            ("ours utf-16 LE BOM", codecs.BOM_UTF16_LE + text.encode("utf-16-le"), {"utf_16"}),
-            ("ours utf-16 BE BOM", codecs.BOM_UTF16_BE + text.encode("utf-16-be"), {"utf_16"})]
+    out += [
+        ("ours utf-8 BOM", codecs.BOM_UTF8 + text.encode(), {"utf_8_sig"}),
+        ("ours utf-16 LE BOM", codecs.BOM_UTF16_LE + text.encode("utf-16-le"), {"utf_16"}),
+        ("ours utf-16 BE BOM", codecs.BOM_UTF16_BE + text.encode("utf-16-be"), {"utf_16"}),
+    ]
     return out
 
 
@@ -105,21 +132,25 @@ def accuracy() -> None:
     try:
         import charset_normalizer
 
-        detectors[f"charset-normalizer {charset_normalizer.__version__} alone"] = (
-            lambda b: (m := charset_normalizer.from_bytes(b).best()) and m.encoding)
+        detectors[f"charset-normalizer {charset_normalizer.__version__} alone"] = lambda b: (
+            (m := charset_normalizer.from_bytes(b).best()) and m.encoding
+        )
     except ImportError:
         pass
     all_cases = cases()
     for name, detect in detectors.items():
-        wrong = [f"{label}: {detect(data)}" for label, data, accept in all_cases
-                 if not _right(data, detect(data), accept)]
+        wrong = [
+            f"{label}: {detect(data)}"
+            for label, data, accept in all_cases
+            if not _right(data, detect(data), accept)
+        ]
         print(f"{name}: {len(all_cases) - len(wrong)}/{len(all_cases)} right; wrong: {wrong or 'none'}")
 
 
 def timing(mb: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     rows = []
-    line = "{i},name_{i},ünïcødé ✓ note,{x},\"quoted, with comma\"\n"
+    line = '{i},name_{i},ünïcødé ✓ note,{x},"quoted, with comma"\n'
     with tempfile.TemporaryDirectory(prefix="etl_enc_") as tmp:
         clean = Path(tmp) / "clean.csv"
         with clean.open("w", encoding="utf-8") as f:
@@ -134,8 +165,12 @@ def timing(mb: int) -> None:
         dirty.write_bytes(clean.read_bytes() + "0,late,naïve,1,x\n".encode("latin-1"))
         legacy = Path(tmp) / "cp1252.csv"
         legacy.write_bytes(clean.read_text("utf-8").replace("✓", "€").encode("cp1252"))
-        for label, path, declared in (("clean UTF-8", clean, None), ("UTF-8, one latin-1 line at the end", dirty, None),
-                                      ("cp1252, detected", legacy, None), ("cp1252, declared", legacy, "cp1252")):
+        for label, path, declared in (
+            ("clean UTF-8", clean, None),
+            ("UTF-8, one latin-1 line at the end", dirty, None),
+            ("cp1252, detected", legacy, None),
+            ("cp1252, declared", legacy, "cp1252"),
+        ):
             t0 = time.perf_counter()
             samples = file_samples(path)
             enc = declared or detect_encoding(*samples)
@@ -146,8 +181,17 @@ def timing(mb: int) -> None:
             for frame, rej in ex._frames(path, enc, ","):
                 n += 0 if frame is None else len(frame)
                 rejected += len(rej)
-            rows.append((label, path.stat().st_size >> 20, enc, round(detect_s, 3), n, rejected,
-                         round(time.perf_counter() - t0, 2)))
+            rows.append(
+                (
+                    label,
+                    path.stat().st_size >> 20,
+                    enc,
+                    round(detect_s, 3),
+                    n,
+                    rejected,
+                    round(time.perf_counter() - t0, 2),
+                )
+            )
     print("file | MB | encoding | detection s | rows | lines quarantined | read s")
     for r in rows:
         print(" | ".join(map(str, r)))

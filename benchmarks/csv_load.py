@@ -38,10 +38,25 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-COLUMNS = {"id": "integer", "name": "string", "email": "string", "amount": "float", "quantity": "integer",
-           "active": "boolean", "created_at": "timestamp", "day": "date", "note": "string"}
-PG_TYPES = {"integer": "bigint", "string": "text", "float": "double precision", "boolean": "boolean",
-            "timestamp": "timestamptz", "date": "date"}
+COLUMNS = {
+    "id": "integer",
+    "name": "string",
+    "email": "string",
+    "amount": "float",
+    "quantity": "integer",
+    "active": "boolean",
+    "created_at": "timestamp",
+    "day": "date",
+    "note": "string",
+}
+PG_TYPES = {
+    "integer": "bigint",
+    "string": "text",
+    "float": "double precision",
+    "boolean": "boolean",
+    "timestamp": "timestamptz",
+    "date": "date",
+}
 
 
 def generate(path: Path, rows: int, chunk: int = 1_000_000, seed: int = 7) -> None:
@@ -52,25 +67,38 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000, seed: int = 7) -> No
             n = min(chunk, rows - start)
             ids = np.arange(start + 1, start + n + 1)
             ts = base + rng.integers(0, 365 * 86400, n).astype("timedelta64[s]")
-            frame = pd.DataFrame({
-                "id": ids,
-                "name": np.char.add("name_", ids.astype(str)),
-                "email": np.char.add(np.char.add("user", ids.astype(str)), "@example.com"),
-                "amount": np.round(rng.random(n) * 10_000, 2),
-                "quantity": rng.integers(0, 1000, n),
-                "active": np.where(rng.random(n) < 0.5, "true", "false"),
-                "created_at": np.char.add(np.datetime_as_string(ts, unit="s"), "Z"),
-                "day": np.datetime_as_string(ts, unit="D"),
-                "note": np.char.add("n", (ids % 997).astype(str)),
-            })
+            frame = pd.DataFrame(
+                {
+                    "id": ids,
+                    "name": np.char.add("name_", ids.astype(str)),
+                    "email": np.char.add(np.char.add("user", ids.astype(str)), "@example.com"),
+                    "amount": np.round(rng.random(n) * 10_000, 2),
+                    "quantity": rng.integers(0, 1000, n),
+                    "active": np.where(rng.random(n) < 0.5, "true", "false"),
+                    "created_at": np.char.add(np.datetime_as_string(ts, unit="s"), "Z"),
+                    "day": np.datetime_as_string(ts, unit="D"),
+                    "note": np.char.add("n", (ids % 997).astype(str)),
+                }
+            )
             frame.to_csv(f, header=start == 0, index=False, lineterminator="\n")
 
 
 def psql_copy(url: str, path: Path) -> float:
     cols = ", ".join(f"{c} {PG_TYPES[k]}" + (" PRIMARY KEY" if c == "id" else "") for c, k in COLUMNS.items())
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE TABLE bench_copy ({cols})"], check=True)
-    res = run_timed(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c",
-                     f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)"])
+    subprocess.run(
+        ["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"CREATE TABLE bench_copy ({cols})"], check=True
+    )
+    res = run_timed(
+        [
+            "psql",
+            url,
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)",
+        ]
+    )
     if res["returncode"]:
         raise RuntimeError(res["output"])
     return res["wall_seconds"]
@@ -132,14 +160,19 @@ def dlt_merge(csv: Path, url: str) -> dict | None:
     res = run_timed([py, str(script), str(csv), url])
     if res["returncode"]:
         return {"error": res["output"][-2000:]}
-    return {"wall_seconds": res["wall_seconds"], "peak_rss_mb": res["peak_rss_mb"],
-            "version": res["output"].strip().splitlines()[-1]}
+    return {
+        "wall_seconds": res["wall_seconds"],
+        "peak_rss_mb": res["peak_rss_mb"],
+        "version": res["output"].strip().splitlines()[-1],
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--chunk-rows", type=int, default=None, help="the source's chunk_rows (default: the project's)")
+    ap.add_argument(
+        "--chunk-rows", type=int, default=None, help="the source's chunk_rows (default: the project's)"
+    )
     ap.add_argument("--skip-copy", action="store_true", help="no psql \\copy (e.g. the memory check)")
     ap.add_argument("--skip-sqlite", action="store_true")
     ap.add_argument("--skip-dlt", action="store_true")
@@ -151,15 +184,23 @@ def main() -> int:
     t = time.perf_counter()
     generate(csv, args.rows)
     size_mb = csv.stat().st_size / 2**20
-    print(f"generated {args.rows:,} rows, {size_mb:,.0f} MB in {time.perf_counter() - t:.1f}s: {csv}", flush=True)
+    print(
+        f"generated {args.rows:,} rows, {size_mb:,.0f} MB in {time.perf_counter() - t:.1f}s: {csv}",
+        flush=True,
+    )
     from etl_assets.extract.csv import file_digest
 
     t = time.perf_counter()
     file_digest(csv)
     hash_seconds = time.perf_counter() - t
 
-    result: dict = {"rows": args.rows, "size_mb": round(size_mb, 1), "hash_seconds": hash_seconds,
-                    "chunk_rows": args.chunk_rows, "pg_admin_url": PG_ADMIN_URL}
+    result: dict = {
+        "rows": args.rows,
+        "size_mb": round(size_mb, 1),
+        "hash_seconds": hash_seconds,
+        "chunk_rows": args.chunk_rows,
+        "pg_admin_url": PG_ADMIN_URL,
+    }
     dbs = []
     try:
         write_sources(root, args.chunk_rows)
@@ -173,7 +214,9 @@ def main() -> int:
         result["postgres"] = asset_runs(root, csv, url, "pg", rerun=True)
         print("asset on PostgreSQL: done", flush=True)
         if not args.skip_sqlite:
-            result["sqlite"] = asset_runs(root, csv, f"sqlite:///{root / 'warehouse.db'}", "sqlite", rerun=False)
+            result["sqlite"] = asset_runs(
+                root, csv, f"sqlite:///{root / 'warehouse.db'}", "sqlite", rerun=False
+            )
             print("asset on SQLite: done", flush=True)
         if not args.skip_dlt:
             name, url = create_db()
@@ -193,31 +236,73 @@ def main() -> int:
     pg = result["postgres"]
     pg_s = pg["file"]["wall_seconds"] - pg["empty"]["wall_seconds"]
     result["asset_pg_seconds"] = pg_s
-    rows_out.append(("CSV asset -> PostgreSQL (run - empty run)", pg_s, n / pg_s, (copy_s / pg_s) if copy_s else None,
-                     pg["file"]["peak_rss_mb"]))
-    rows_out.append(("  dagster run on empty drop folder", pg["empty"]["wall_seconds"], None, None,
-                     pg["empty"]["peak_rss_mb"]))
-    rows_out.append(("  dagster run on the file", pg["file"]["wall_seconds"], None, None, pg["file"]["peak_rss_mb"]))
+    rows_out.append(
+        (
+            "CSV asset -> PostgreSQL (run - empty run)",
+            pg_s,
+            n / pg_s,
+            (copy_s / pg_s) if copy_s else None,
+            pg["file"]["peak_rss_mb"],
+        )
+    )
+    rows_out.append(
+        (
+            "  dagster run on empty drop folder",
+            pg["empty"]["wall_seconds"],
+            None,
+            None,
+            pg["empty"]["peak_rss_mb"],
+        )
+    )
+    rows_out.append(
+        ("  dagster run on the file", pg["file"]["wall_seconds"], None, None, pg["file"]["peak_rss_mb"])
+    )
     rerun_s = pg["rerun"]["wall_seconds"]
-    rows_out.append((f"  rerun, unchanged file (records_processed={pg['rerun_metadata'].get('records_processed')})",
-                     rerun_s, None, None, pg["rerun"]["peak_rss_mb"]))
-    rows_out.append(("  empty run + hashing the file", pg["empty"]["wall_seconds"] + hash_seconds, None, None, None))
+    rows_out.append(
+        (
+            f"  rerun, unchanged file (records_processed={pg['rerun_metadata'].get('records_processed')})",
+            rerun_s,
+            None,
+            None,
+            pg["rerun"]["peak_rss_mb"],
+        )
+    )
+    rows_out.append(
+        ("  empty run + hashing the file", pg["empty"]["wall_seconds"] + hash_seconds, None, None, None)
+    )
     if "sqlite" in result:
         sq = result["sqlite"]
         sq_s = sq["file"]["wall_seconds"] - sq["empty"]["wall_seconds"]
         result["asset_sqlite_seconds"] = sq_s
-        rows_out.append(("CSV asset -> SQLite default (run - empty run)", sq_s, n / sq_s,
-                         (copy_s / sq_s) if copy_s else None, sq["file"]["peak_rss_mb"]))
+        rows_out.append(
+            (
+                "CSV asset -> SQLite default (run - empty run)",
+                sq_s,
+                n / sq_s,
+                (copy_s / sq_s) if copy_s else None,
+                sq["file"]["peak_rss_mb"],
+            )
+        )
     d = result.get("dlt_merge")
     if d is None and not args.skip_dlt:
         print("\nnote: dlt not found in a side environment (ETL_BENCH_DLT_PYTHON); its row is skipped")
     elif d and "error" in d:
         print(f"\nnote: dlt failed: {d['error'][-500:]}")
     elif d:
-        rows_out.append((f"dlt {d['version']} merge on id (side venv)", d["wall_seconds"], n / d["wall_seconds"],
-                         (copy_s / d["wall_seconds"]) if copy_s else None, d["peak_rss_mb"]))
-    print_table(f"CSV load, {n:,} rows x 9 columns, {size_mb:,.0f} MB", rows_out,
-                ("what", "seconds", "rows/s", "x psql \\copy", "peak RSS MB"))
+        rows_out.append(
+            (
+                f"dlt {d['version']} merge on id (side venv)",
+                d["wall_seconds"],
+                n / d["wall_seconds"],
+                (copy_s / d["wall_seconds"]) if copy_s else None,
+                d["peak_rss_mb"],
+            )
+        )
+    print_table(
+        f"CSV load, {n:,} rows x 9 columns, {size_mb:,.0f} MB",
+        rows_out,
+        ("what", "seconds", "rows/s", "x psql \\copy", "peak RSS MB"),
+    )
     print(f"\nfile metadata: {pg['file_metadata']}\nrerun metadata: {pg['rerun_metadata']}")
     write_result("csv_load", result)
     return 0

@@ -61,8 +61,15 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         if truth.get(m.expected) == m.observed:
             correct_applied += 1
         else:
-            wrong.append({"expected": m.expected, "observed": m.observed, "truth": truth.get(m.expected),
-                          "decision": m.decision, "confidence": m.confidence})
+            wrong.append(
+                {
+                    "expected": m.expected,
+                    "observed": m.observed,
+                    "truth": truth.get(m.expected),
+                    "decision": m.decision,
+                    "confidence": m.confidence,
+                }
+            )
 
     found = auto_found = 0
     missed: list[dict[str, Any]] = []
@@ -74,8 +81,16 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         elif m.observed == new and m.decision == "suggested":
             found += 1
         else:
-            missed.append({"expected": old, "truth": new, "got": m.observed, "decision": m.decision,
-                           "confidence": m.confidence, "top": m.candidates[:1]})
+            missed.append(
+                {
+                    "expected": old,
+                    "truth": new,
+                    "got": m.observed,
+                    "decision": m.decision,
+                    "confidence": m.confidence,
+                    "top": m.candidates[:1],
+                }
+            )
     return {
         "id": case["id"],
         "origin": case["_origin"],
@@ -116,30 +131,45 @@ def evaluate(cases: list[dict[str, Any]]) -> dict[str, Any]:
 def _print(result: dict[str, Any], quiet: bool) -> None:
     print(f"{'case':<48} {'renames':>7} {'found':>5} {'auto':>5} {'applied':>7} {'wrong':>5}")
     for r in result["cases"]:
-        print(f"{r['id'][:48]:<48} {r['renames']:>7} {r['found']:>5} {r['auto_found']:>5} "
-              f"{r['applied']:>7} {len(r['wrong_auto_maps']):>5}")
+        print(
+            f"{r['id'][:48]:<48} {r['renames']:>7} {r['found']:>5} {r['auto_found']:>5} "
+            f"{r['applied']:>7} {len(r['wrong_auto_maps']):>5}"
+        )
         if not quiet:
             for w in r["wrong_auto_maps"]:
-                print(f"    WRONG {w['expected']!r} -> {w['observed']!r} ({w['decision']} {w['confidence']}), truth {w['truth']!r}")
+                print(
+                    f"    WRONG {w['expected']!r} -> {w['observed']!r} ({w['decision']} {w['confidence']}), truth {w['truth']!r}"
+                )
             for m in r["missed"]:
-                print(f"    missed {m['expected']!r} -> {m['truth']!r}: {m['decision']} {m['got']!r} "
-                      f"{m['confidence']} top={m['top']}")
+                print(
+                    f"    missed {m['expected']!r} -> {m['truth']!r}: {m['decision']} {m['got']!r} "
+                    f"{m['confidence']} top={m['top']}"
+                )
     print()
-    print(f"{'':<10} {'cases':>5} {'renames':>7} {'precision':>9} {'recall':>7} {'auto recall':>11} {'false auto-maps':>15}")
+    print(
+        f"{'':<10} {'cases':>5} {'renames':>7} {'precision':>9} {'recall':>7} {'auto recall':>11} {'false auto-maps':>15}"
+    )
     for key in ("corpus", "overall"):
         s = result[key]
-        print(f"{key:<10} {s['cases']:>5} {s['renames']:>7} {s['precision']:>9.3f} {s['recall']:>7.3f} "
-              f"{s['auto_recall']:>11.3f} {s['false_auto_maps']:>15}")
+        print(
+            f"{key:<10} {s['cases']:>5} {s['renames']:>7} {s['precision']:>9.3f} {s['recall']:>7.3f} "
+            f"{s['auto_recall']:>11.3f} {s['false_auto_maps']:>15}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})"
+    )
     parser.add_argument("--quiet", action="store_true", help="only the per-case table and the totals")
     args = parser.parse_args(argv)
     if not CORPUS.is_file():
-        print(f"drift_accuracy: corpus not found at {CORPUS} (expected ../shared/corpus beside the clone); "
-              "nothing measured", file=sys.stderr)
+        print(
+            f"drift_accuracy: corpus not found at {CORPUS} (expected ../shared/corpus beside the clone); "
+            "nothing measured",
+            file=sys.stderr,
+        )
         return 2
     cases = load_cases(CORPUS, "corpus")
     if EXTRA.is_file():
@@ -150,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = {"false_auto_maps": 0, "recall_min": RECALL_TARGET, "met": ok}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.json}; targets (0 false auto-maps, recall >= {RECALL_TARGET}) "
-          f"{'met' if ok else 'NOT met'}")
+    print(
+        f"\nwrote {args.json}; targets (0 false auto-maps, recall >= {RECALL_TARGET}) "
+        f"{'met' if ok else 'NOT met'}"
+    )
     return 0 if ok else 1
 
 

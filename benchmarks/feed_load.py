@@ -20,14 +20,18 @@ from _common import print_table, tempdir, timed_ingest, write_result  # noqa: E4
 def generate(path: Path, n: int) -> None:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     with path.open("w", encoding="utf-8") as f:
-        f.write('<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>bench</title>'
-                "<link>https://example.com/</link><description>generated</description>\n")
+        f.write(
+            '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>bench</title>'
+            "<link>https://example.com/</link><description>generated</description>\n"
+        )
         for i in range(n):
             when = format_datetime(start + timedelta(minutes=i))
-            f.write(f"<item><guid>https://example.com/p/{i}</guid><title>{escape(f'Post {i} & more')}</title>"
-                    f"<link>https://example.com/p/{i}</link><description>{escape(f'<p>Body of post {i}</p>')}"
-                    f"</description><pubDate>{when}</pubDate><author>a{i % 50}@example.com</author>"
-                    f"<category>c{i % 7}</category></item>\n")
+            f.write(
+                f"<item><guid>https://example.com/p/{i}</guid><title>{escape(f'Post {i} & more')}</title>"
+                f"<link>https://example.com/p/{i}</link><description>{escape(f'<p>Body of post {i}</p>')}"
+                f"</description><pubDate>{when}</pubDate><author>a{i % 50}@example.com</author>"
+                f"<category>c{i % 7}</category></item>\n"
+            )
         f.write("</channel></rss>\n")
 
 
@@ -47,12 +51,20 @@ def main() -> int:
     spec = load_sources(str(root / "sources.yaml"))["news"]
     stats, wall = timed_ingest(spec, root, "bench-feed", args.pg)
     size_mb = feed.stat().st_size / 2**20
-    result = {"entries": args.entries, "size_mb": size_mb, "processed": stats.processed, "inserted": stats.inserted,
-              "wall_seconds": wall, "entries_per_second": stats.processed / wall,
-              "warehouse": "postgresql" if args.pg else "sqlite"}
-    print_table(f"RSS feed, {args.entries:,} entries, {size_mb:.1f} MB", [
-        ("entries landed", stats.inserted), ("wall seconds", wall), ("entries/s", stats.processed / wall)],
-        ("what", "value"))
+    result = {
+        "entries": args.entries,
+        "size_mb": size_mb,
+        "processed": stats.processed,
+        "inserted": stats.inserted,
+        "wall_seconds": wall,
+        "entries_per_second": stats.processed / wall,
+        "warehouse": "postgresql" if args.pg else "sqlite",
+    }
+    print_table(
+        f"RSS feed, {args.entries:,} entries, {size_mb:.1f} MB",
+        [("entries landed", stats.inserted), ("wall seconds", wall), ("entries/s", stats.processed / wall)],
+        ("what", "value"),
+    )
     write_result("feed_load", result)
     return 0
 

@@ -35,11 +35,20 @@ def main() -> int:
     sources = root / "sources.yaml"
     sources.write_text(yaml.safe_dump({"tiny": {"kind": "csv", "path": "tiny.csv", "primary_key": ["id"]}}))
     home = dagster_home(root)
-    env = {**os.environ, "ETL_SOURCES": str(sources), "DAGSTER_HOME": str(home),
-           "ETL_WAREHOUSE_URL": f"sqlite:///{root / 'warehouse.db'}"}
+    env = {
+        **os.environ,
+        "ETL_SOURCES": str(sources),
+        "DAGSTER_HOME": str(home),
+        "ETL_WAREHOUSE_URL": f"sqlite:///{root / 'warehouse.db'}",
+    }
     job = [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_tiny"]
     commands = {
-        "etl-assets ingest (core loop, no Dagster)": [str(BIN / "etl-assets"), "ingest", "--sources", str(sources)],
+        "etl-assets ingest (core loop, no Dagster)": [
+            str(BIN / "etl-assets"),
+            "ingest",
+            "--sources",
+            str(sources),
+        ],
         "dagster job execute -j ingest_tiny (in-process executor)": job,
         "dagster job execute -j ingest_all (multiprocess executor)": [*job[:-1], "ingest_all"],
     }
@@ -51,8 +60,10 @@ def main() -> int:
             if res["returncode"]:
                 raise RuntimeError(res["output"][-3000:])
             times[name].append(res["wall_seconds"])
-    imports = {m: import_seconds(m) for m in ("pandas", "sqlalchemy", "dagster", "etl_assets.pipeline",
-                                             "etl_assets.definitions")}
+    imports = {
+        m: import_seconds(m)
+        for m in ("pandas", "sqlalchemy", "dagster", "etl_assets.pipeline", "etl_assets.definitions")
+    }
     rows = [(k, statistics.median(v), min(v)) for k, v in times.items()]
     rows += [(f"import {m}", s, None) for m, s in imports.items()]
     print_table(f"Fixed cost, tiny source (median of {args.repeat})", rows, ("what", "median s", "min s"))

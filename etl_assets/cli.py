@@ -67,8 +67,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         wh = Warehouse(args.url)
     except sa.exc.SQLAlchemyError as exc:
-        print(database_error(names[0] if len(names) == 1 else "*", redact(args.url or "ETL_WAREHOUSE_URL"), exc),
-              file=sys.stderr)
+        print(
+            database_error(
+                names[0] if len(names) == 1 else "*", redact(args.url or "ETL_WAREHOUSE_URL"), exc
+            ),
+            file=sys.stderr,
+        )
         return 1
     run_id = args.run_id or f"cli-{uuid.uuid4()}"
     for name in names:
@@ -77,8 +81,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except SourceError as exc:
             print(exc, file=sys.stderr)
             return 1
-        print(f"{name}: {stats.processed} processed, {stats.inserted} inserted, {stats.updated} updated, "
-              f"{stats.failed} quarantined in {stats.duration_seconds:.2f}s", flush=True)
+        print(
+            f"{name}: {stats.processed} processed, {stats.inserted} inserted, {stats.updated} updated, "
+            f"{stats.failed} quarantined in {stats.duration_seconds:.2f}s",
+            flush=True,
+        )
     return 0
 
 
@@ -127,24 +134,39 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
     try:
         frame = sample_file(spec, args.file)
     except Exception as exc:  # unreadable for any reason: a usage error, said in one line
-        print(f"source '{spec.name}': file {args.file}: cannot read: {exc}".replace("\n", " "), file=sys.stderr)
+        print(
+            f"source '{spec.name}': file {args.file}: cannot read: {exc}".replace("\n", " "), file=sys.stderr
+        )
         return 2
     frame = frame.rename(columns={c: column_name(c) for c in frame.columns})
     dup = list(frame.columns[frame.columns.duplicated()])
     if dup:  # a run stops on this before comparing anything
-        print(SourceError(spec.name, args.file, f"duplicate column names {dup}",
-                          "rename the columns in the source or use `column_map`"), file=sys.stderr)
+        print(
+            SourceError(
+                spec.name,
+                args.file,
+                f"duplicate column names {dup}",
+                "rename the columns in the source or use `column_map`",
+            ),
+            file=sys.stderr,
+        )
         return 1
     try:  # what a run starts from: the pinned schema, accepted renames and last load's profiles (Ingest.run)
         state = Warehouse(args.url).schema_state(spec.name, spec.table_name)
     except Exception as exc:  # noqa: BLE001 - no warehouse to read: said in one line, no traceback
-        print(f"source '{spec.name}': warehouse: cannot read the source's schema state: "
-              f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}; "
-              "fix: check --url / ETL_WAREHOUSE_URL", file=sys.stderr)
+        print(
+            f"source '{spec.name}': warehouse: cannot read the source's schema state: "
+            f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}; "
+            "fix: check --url / ETL_WAREHOUSE_URL",
+            file=sys.stderr,
+        )
         return 2
     rec = Reconciler(spec, state)
     if rec.schema is None:
-        print(f"source '{spec.name}': no expected schema yet; the first load pins the inferred one", file=sys.stderr)
+        print(
+            f"source '{spec.name}': no expected schema yet; the first load pins the inferred one",
+            file=sys.stderr,
+        )
         return 0
     report = rec.report(frame)
     judged = verdict(spec, report)
@@ -152,12 +174,20 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(spec.name), indent=2))
     else:
         print(report.markdown())
-        print(("BLOCKED: " + "; ".join(short for short, _, _ in judged.stop)) if judged.stop
-              else "ok: the load would proceed")
+        print(
+            ("BLOCKED: " + "; ".join(short for short, _, _ in judged.stop))
+            if judged.stop
+            else "ok: the load would proceed"
+        )
     out = sys.stderr if args.json else sys.stdout
     if judged.stop:  # the very line the run would fail with
-        print("a run would stop: " + str(SourceError(spec.name, args.file, "; ".join(p for _, p, _ in judged.stop),
-                                                     judged.stop[0][2])), file=out)
+        print(
+            "a run would stop: "
+            + str(
+                SourceError(spec.name, args.file, "; ".join(p for _, p, _ in judged.stop), judged.stop[0][2])
+            ),
+            file=out,
+        )
     elif judged.hold:
         print("a run would quarantine the batch: " + "; ".join(p for _, p, _ in judged.hold), file=out)
     return 1 if judged.stop else 0
@@ -180,7 +210,10 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .observability.server import serve
 
-    print(f"etl-assets serve on http://{args.host}:{args.port} (/health /stats /observability/metrics)", flush=True)
+    print(
+        f"etl-assets serve on http://{args.host}:{args.port} (/health /stats /observability/metrics)",
+        flush=True,
+    )
     serve(args.host, args.port)
     return 0
 
@@ -213,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-id", help="run id recorded with the rows (default: cli-<uuid>)")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("drift-check", help="compare a file's header with a source's expected schema; loads nothing")
+    p = sub.add_parser(
+        "drift-check", help="compare a file's header with a source's expected schema; loads nothing"
+    )
     p.add_argument("source")
     p.add_argument("file", help="a CSV file (or a JSON file of records for API sources)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -233,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("tables", help="rows per warehouse table")
-    p.add_argument("--url", help="SQLAlchemy URL (default: $ETL_WAREHOUSE_URL or the SQLite file under .etl/)")
+    p.add_argument(
+        "--url", help="SQLAlchemy URL (default: $ETL_WAREHOUSE_URL or the SQLite file under .etl/)"
+    )
     p.set_defaults(func=cmd_tables)
 
     args = parser.parse_args(argv)

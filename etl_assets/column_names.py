@@ -51,8 +51,14 @@ def safe_names(source: str, location: str, raw: list[Any]) -> tuple[list[str], d
     return names, renamed
 
 
-def refuse_clashes(source: str, location: str, raw: list[str], names: list[str], fold: bool = True,
-                   existing: frozenset[str] = frozenset()) -> None:
+def refuse_clashes(
+    source: str,
+    location: str,
+    raw: list[str],
+    names: list[str],
+    fold: bool = True,
+    existing: frozenset[str] = frozenset(),
+) -> None:
     """`existing`: columns the table already has; two of them may stay (a PostgreSQL table made with `Id` and `id`
     before this check keeps loading), a new column may not clash with any."""
     seen: dict[str, int] = {}
@@ -63,12 +69,20 @@ def refuse_clashes(source: str, location: str, raw: list[str], names: list[str],
         r0, n0, r = raw[j], names[j], raw[i]
         long = max(len(r0.encode("utf-8")), len(r.encode("utf-8"))) > MAX_IDENTIFIER
         named = f" ({_shown(n0)}, {_shown(name)})" if (n0, name) != (r0, r) else ""
-        why = (f"differ only in case{named}, and SQLite does not tell such names apart" if n0 != name
-               else f"are both {_shown(name)} once shortened to {MAX_IDENTIFIER} bytes" if long
-               else f"are both {_shown(name)} to the warehouse")
-        raise SourceError(source, location, f"columns {_shown(r0)} and {_shown(r)} {why}",
-                          "rename one of them in the source; or declare `columns` and map one to another name "
-                          "with `column_map`")
+        why = (
+            f"differ only in case{named}, and SQLite does not tell such names apart"
+            if n0 != name
+            else f"are both {_shown(name)} once shortened to {MAX_IDENTIFIER} bytes"
+            if long
+            else f"are both {_shown(name)} to the warehouse"
+        )
+        raise SourceError(
+            source,
+            location,
+            f"columns {_shown(r0)} and {_shown(r)} {why}",
+            "rename one of them in the source; or declare `columns` and map one to another name "
+            "with `column_map`",
+        )
 
 
 def refuse_reserved(source: str, schema: dict[str, str], location: str) -> None:
@@ -76,7 +90,10 @@ def refuse_reserved(source: str, schema: dict[str, str], location: str) -> None:
     reserved = {_fold(r): r for r in RESERVED}
     taken = [c for c in schema if _fold(c) in reserved]
     if taken:
-        raise SourceError(source, location, f"column {_shown(taken[0])} of the schema is the name of the "
-                          f"lineage column '{reserved[_fold(taken[0])]}'",
-                          f"call it 'source_{taken[0]}' in `columns` (the name a source column of that name "
-                          "lands as)")
+        raise SourceError(
+            source,
+            location,
+            f"column {_shown(taken[0])} of the schema is the name of the "
+            f"lineage column '{reserved[_fold(taken[0])]}'",
+            f"call it 'source_{taken[0]}' in `columns` (the name a source column of that name lands as)",
+        )

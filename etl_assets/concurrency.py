@@ -46,8 +46,9 @@ def read_ahead(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
             put(_Failed(exc))
 
     # the copied context carries the bound source/run id to the reader's log lines
-    threading.Thread(target=contextvars.copy_context().run, args=(produce,), name="etl-read-ahead",
-                     daemon=True).start()
+    threading.Thread(
+        target=contextvars.copy_context().run, args=(produce,), name="etl-read-ahead", daemon=True
+    ).start()
     try:
         while (item := q.get()) is not _DONE:
             if isinstance(item, _Failed):
@@ -80,8 +81,9 @@ def write_behind(commit: Callable[[Any], None]) -> Iterator[Callable[[Any], None
             raise failed[0]
         q.put(item)
 
-    writer = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="etl-write-behind",
-                              daemon=True)
+    writer = threading.Thread(
+        target=contextvars.copy_context().run, args=(work,), name="etl-write-behind", daemon=True
+    )
     writer.start()
     try:
         yield hand_over

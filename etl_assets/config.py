@@ -37,9 +37,27 @@ FEED_COLUMNS: dict[str, str] = {
 MAX_IDENTIFIER_BYTES = 63
 # Names Dagster refuses for an asset (dagster._core.definitions.utils.DISALLOWED_NAMES, Python keywords among
 # them), and `all`, whose job ingest_all is the every-source job. test_validate.py checks the list against Dagster's.
-RESERVED_NAMES = frozenset({
-    "context", "conf", "config", "meta", "arg_dict", "dict", "input_arg_dict", "output_arg_dict", "int", "str",
-    "float", "bool", "input", "output", "type", "all", *keyword.kwlist})
+RESERVED_NAMES = frozenset(
+    {
+        "context",
+        "conf",
+        "config",
+        "meta",
+        "arg_dict",
+        "dict",
+        "input_arg_dict",
+        "output_arg_dict",
+        "int",
+        "str",
+        "float",
+        "bool",
+        "input",
+        "output",
+        "type",
+        "all",
+        *keyword.kwlist,
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -55,18 +73,27 @@ class _Strict(BaseModel):
 
 
 class RetrySpec(_Strict):
-    max_retries: int = Field(3, ge=0, le=50, description="Step retries (Dagster RetryPolicy) and HTTP retries.")
-    delay_seconds: float = Field(1.0, ge=0, description="First backoff delay; doubles each attempt, with jitter.")
+    max_retries: int = Field(
+        3, ge=0, le=50, description="Step retries (Dagster RetryPolicy) and HTTP retries."
+    )
+    delay_seconds: float = Field(
+        1.0, ge=0, description="First backoff delay; doubles each attempt, with jitter."
+    )
     max_delay_seconds: float = Field(60.0, gt=0, description="Cap of one HTTP backoff delay.")
 
 
 class DriftSpec(_Strict):
-    auto_map_threshold: float = Field(0.85, ge=0, le=1, description="Apply a rename at or above this confidence.")
-    suggest_threshold: float = Field(0.6, ge=0, le=1, description="Record a suggestion (not applied) at or above.")
+    auto_map_threshold: float = Field(
+        0.85, ge=0, le=1, description="Apply a rename at or above this confidence."
+    )
+    suggest_threshold: float = Field(
+        0.6, ge=0, le=1, description="Record a suggestion (not applied) at or above."
+    )
     on_missing_required: Literal["fail", "quarantine"] = "fail"
     on_new_column: Literal["evolve", "ignore", "fail"] = "evolve"
-    on_swap: Literal["fail", "warn"] = Field("fail", description="Headers whose values look swapped: stop, or "
-                                                                 "load as the header says with a WARN.")
+    on_swap: Literal["fail", "warn"] = Field(
+        "fail", description="Headers whose values look swapped: stop, or load as the header says with a WARN."
+    )
     required: list[str] | None = Field(None, description="Required columns; default: every declared column.")
 
     @model_validator(mode="after")
@@ -104,9 +131,14 @@ class OffsetPagination(_Strict):
 class CursorPagination(_Strict):
     type: Literal["cursor"]
     cursor_param: str = "cursor"
-    cursor_path: str = Field(..., description="Dot path to the next cursor in the body; `$last.<field>` reads it "
-                                               "from the last record (Stripe's starting_after).")
-    has_more_path: str | None = Field(None, description="Dot path to a boolean that says another page exists.")
+    cursor_path: str = Field(
+        ...,
+        description="Dot path to the next cursor in the body; `$last.<field>` reads it "
+        "from the last record (Stripe's starting_after).",
+    )
+    has_more_path: str | None = Field(
+        None, description="Dot path to a boolean that says another page exists."
+    )
 
 
 class LinkHeaderPagination(_Strict):
@@ -123,7 +155,12 @@ class NoPagination(_Strict):
 
 
 Pagination = Annotated[
-    PagePagination | OffsetPagination | CursorPagination | LinkHeaderPagination | NextUrlPagination | NoPagination,
+    PagePagination
+    | OffsetPagination
+    | CursorPagination
+    | LinkHeaderPagination
+    | NextUrlPagination
+    | NoPagination,
     Field(discriminator="type"),
 ]
 
@@ -137,13 +174,19 @@ class _SourceBase(_Strict):
     retry: RetrySpec = RetrySpec()
     schedule: str | None = Field(None, description="Cron expression; a schedule runs ingest_<source>.")
     drift: DriftSpec = DriftSpec()
-    column_map: dict[str, str] = Field(default_factory=dict, description="Observed column -> expected column.")
+    column_map: dict[str, str] = Field(
+        default_factory=dict, description="Observed column -> expected column."
+    )
     date_format: str | dict[str, str] | None = Field(
-        None, description="strftime format that reads every value of the date and timestamp columns, or a mapping "
-                          "column -> format; default: ISO 8601, then the column's one day/month order.")
+        None,
+        description="strftime format that reads every value of the date and timestamp columns, or a mapping "
+        "column -> format; default: ISO 8601, then the column's one day/month order.",
+    )
     dayfirst: bool | None = Field(
-        None, description="Numeric day/month dates (01/02/2026) are day-first (true) or month-first (false); "
-                          "default: decided from each column's values.")
+        None,
+        description="Numeric day/month dates (01/02/2026) are day-first (true) or month-first (false); "
+        "default: decided from each column's values.",
+    )
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -163,9 +206,11 @@ class _SourceBase(_Strict):
     def _column_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
         long = [c for c in v or {} if len(c.encode()) > MAX_IDENTIFIER_BYTES]
         if long:
-            raise ValueError(f"column name(s) {long} longer than {MAX_IDENTIFIER_BYTES} bytes in UTF-8 "
-                             "(PostgreSQL would cut them short); declare shorter names and map the observed "
-                             "ones with column_map")
+            raise ValueError(
+                f"column name(s) {long} longer than {MAX_IDENTIFIER_BYTES} bytes in UTF-8 "
+                "(PostgreSQL would cut them short); declare shorter names and map the observed "
+                "ones with column_map"
+            )
         return v
 
     @property
@@ -178,18 +223,26 @@ class _SourceBase(_Strict):
         size = len(self.table_name.encode())
         if size > MAX_IDENTIFIER_BYTES:
             whose = "table" if self.table else "the source name, used as the table name,"
-            raise ValueError(f"{whose} {self.table_name!r} is {size} bytes in UTF-8, over PostgreSQL's limit of "
-                             f"{MAX_IDENTIFIER_BYTES} (NAMEDATALEN); fix: set `table:` to a shorter name")
+            raise ValueError(
+                f"{whose} {self.table_name!r} is {size} bytes in UTF-8, over PostgreSQL's limit of "
+                f"{MAX_IDENTIFIER_BYTES} (NAMEDATALEN); fix: set `table:` to a shorter name"
+            )
         return self
 
     def _check_references(self) -> None:
         """Every column the spec names must be declared, when `columns` is: a typo would never match."""
         if not self.columns:
             return
-        named = {"primary_key": self.primary_key or [], "drift.required": self.drift.required or [],
-                 "column_map values": list(self.column_map.values())}
-        problems = [f"{key} {missing} not among columns {list(self.columns)}" for key, names in named.items()
-                    if (missing := [c for c in names if c not in self.columns])]
+        named = {
+            "primary_key": self.primary_key or [],
+            "drift.required": self.drift.required or [],
+            "column_map values": list(self.column_map.values()),
+        }
+        problems = [
+            f"{key} {missing} not among columns {list(self.columns)}"
+            for key, names in named.items()
+            if (missing := [c for c in names if c not in self.columns])
+        ]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -213,8 +266,11 @@ class CsvSource(_SourceBase):
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="Default: detected.")
     encoding: str | None = Field(None, description="Default: detected (UTF-8, UTF-8 BOM, UTF-16, latin-1).")
     chunk_rows: int = Field(40_000, gt=0, description="Rows per batch (one transaction each).")
-    follow_symlinks: bool = Field(False, description="Follow symbolic links in the drop folder, only to targets "
-                                                     "inside it; default: a link is skipped with a warning.")
+    follow_symlinks: bool = Field(
+        False,
+        description="Follow symbolic links in the drop folder, only to targets "
+        "inside it; default: a link is skipped with a warning.",
+    )
 
     @field_validator("encoding")
     @classmethod
@@ -226,8 +282,10 @@ class CsvSource(_SourceBase):
             if not getattr(codecs.lookup(v), "_is_text_encoding", True):
                 raise LookupError(v)
         except LookupError:
-            raise ValueError(f"unknown text encoding {v!r}; fix: a Python codec name such as utf-8, utf-8-sig, "
-                             "latin-1, cp1252, utf-16, or leave it out to detect it") from None
+            raise ValueError(
+                f"unknown text encoding {v!r}; fix: a Python codec name such as utf-8, utf-8-sig, "
+                "latin-1, cp1252, utf-16, or leave it out to detect it"
+            ) from None
         return v
 
     @property
@@ -247,13 +305,18 @@ MAX_RESPONSE_BYTES = 100 << 20
 class _HttpSource(_SourceBase):
     """What every source read over HTTP shares: the budgets of an untrusted server (README "Security")."""
 
-    timeout_seconds: float = Field(30.0, gt=0, description="Budget of one request attempt, connect to last byte.")
-    max_response_bytes: int = Field(MAX_RESPONSE_BYTES, gt=0,
-                                    description="Largest answer accepted, counted after decompression.")
-    allowed_hosts: list[str] = Field(default_factory=list,
-                                     description="Other hosts that pagination links and redirects may lead to "
-                                                 "(host, host:port, *.domain, scheme://host:port); the "
-                                                 "source's headers go to them too.")
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="Budget of one request attempt, connect to last byte."
+    )
+    max_response_bytes: int = Field(
+        MAX_RESPONSE_BYTES, gt=0, description="Largest answer accepted, counted after decompression."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Other hosts that pagination links and redirects may lead to "
+        "(host, host:port, *.domain, scheme://host:port); the "
+        "source's headers go to them too.",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -269,16 +332,24 @@ class ApiSource(_HttpSource):
     kind: Literal["api"]
     url: str
     records_path: str = Field("", description="Dot path to the list of records; empty: the body is the list.")
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict,
-                                                       description="Query parameters; values may use ${ENV_VAR}.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Values may use ${ENV_VAR}; secret: never "
-                                                                      "logged, sent to no other host.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Query parameters; values may use ${ENV_VAR}."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values may use ${ENV_VAR}; secret: never logged, sent to no other host.",
+    )
     pagination: Pagination = NoPagination(type="none")
-    max_pages: int = Field(10_000, gt=0, description="Pages one run follows; beyond, the run lands what it read "
-                                                     "and fails (a rerun resumes).")
+    max_pages: int = Field(
+        10_000,
+        gt=0,
+        description="Pages one run follows; beyond, the run lands what it read and fails (a rerun resumes).",
+    )
     rate_limit: RateLimitSpec | None = None
     incremental: IncrementalSpec | None = None
-    batch_rows: int = Field(1000, gt=0, description="Pages land together (one transaction) until this many rows.")
+    batch_rows: int = Field(
+        1000, gt=0, description="Pages land together (one transaction) until this many rows."
+    )
     batch_seconds: float = Field(5.0, gt=0, description="... or until pages have been read this long.")
 
     @field_validator("url")

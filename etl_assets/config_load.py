@@ -22,8 +22,10 @@ _SPEC: TypeAdapter[Spec] = TypeAdapter(SourceSpec)  # one source at a time: a ba
 class DuplicateKeyError(yaml.YAMLError):
     def __init__(self, key: Any, first: int, line: int):
         self.line = line
-        super().__init__(f"key {key!r} is given twice in one mapping (first at line {first}); YAML would keep "
-                         "only the last, silently; fix: remove or rename one")
+        super().__init__(
+            f"key {key!r} is given twice in one mapping (first at line {first}); YAML would keep "
+            "only the last, silently; fix: remove or rename one"
+        )
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -55,8 +57,10 @@ def expand_env(value: str, *, source: str, key: str) -> str:
             return os.environ[var]
         if default is not None:
             return default
-        raise ConfigError(f"source '{source}': {key} uses ${{{var}}} but {var} is not set; export it or "
-                          f"write ${{{var}:-default}}")
+        raise ConfigError(
+            f"source '{source}': {key} uses ${{{var}}} but {var} is not set; export it or "
+            f"write ${{{var}:-default}}"
+        )
 
     return ENV_RE.sub(sub, value)
 
@@ -138,7 +142,9 @@ def _entries(path: Path) -> list[tuple[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the sources file: {exc}; fix: save it as UTF-8 text") from None
+        raise ConfigError(
+            f"{path}: cannot read the sources file: {exc}; fix: save it as UTF-8 text"
+        ) from None
     loader = UniqueKeyLoader(text)
     loader.name = str(path)  # YAML's marks then name the file, not "<unicode string>"
     try:
@@ -155,12 +161,16 @@ def _entries(path: Path) -> list[tuple[str, Any]]:
                 shown = name if isinstance(name, str) else repr(name)
             except yaml.YAMLError as exc:
                 shown = str(getattr(key_node, "value", "?"))
-                entries.append((shown, _Unreadable(f"{path}:{line}: source {shown!r}: {_one_line(str(exc))}")))
+                entries.append(
+                    (shown, _Unreadable(f"{path}:{line}: source {shown!r}: {_one_line(str(exc))}"))
+                )
                 continue
             if shown in first_line:
-                why = _Unreadable(f"{path}:{line}: source '{shown}' is defined twice (first at line "
-                                  f"{first_line[shown]}); YAML would keep only the last, silently; fix: rename or "
-                                  "remove one")
+                why = _Unreadable(
+                    f"{path}:{line}: source '{shown}' is defined twice (first at line "
+                    f"{first_line[shown]}); YAML would keep only the last, silently; fix: rename or "
+                    "remove one"
+                )
                 entries = [(n, why if n == shown else s) for n, s in entries]
                 continue
             first_line[shown] = line
@@ -169,7 +179,9 @@ def _entries(path: Path) -> list[tuple[str, Any]]:
             except DuplicateKeyError as exc:
                 entries.append((shown, _Unreadable(f"{path}:{exc.line}: source '{shown}': {exc}")))
             except yaml.YAMLError as exc:
-                entries.append((shown, _Unreadable(f"{path}:{line}: source '{shown}': {_one_line(str(exc))}")))
+                entries.append(
+                    (shown, _Unreadable(f"{path}:{line}: source '{shown}': {_one_line(str(exc))}"))
+                )
         return entries
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
@@ -184,8 +196,10 @@ def _source(path: Path, name: str, spec: Any, *, headers_now: bool) -> Spec | li
     if not NAME_RE.match(name):
         return [f"{path}: source {name!r}: the name must be snake_case (it is the asset key)"]
     if name in RESERVED_NAMES:
-        return [f"{path}: source '{name}': the name is reserved (a Python keyword, a name Dagster refuses for an "
-                "asset, or `all`, whose job ingest_all runs every source); fix: rename the source"]
+        return [
+            f"{path}: source '{name}': the name is reserved (a Python keyword, a name Dagster refuses for an "
+            "asset, or `all`, whose job ingest_all runs every source); fix: rename the source"
+        ]
     if not isinstance(spec, dict):
         return [f"{path}: source '{name}': expected a mapping of keys, got {type(spec).__name__}"]
     if "kind" not in spec:
@@ -208,19 +222,20 @@ def _source(path: Path, name: str, spec: Any, *, headers_now: bool) -> Spec | li
 
 
 @overload
-def load_sources(path: str | os.PathLike[str] | None = None, *, lenient: Literal[False] = False,
-                 header_env: bool = False) -> dict[str, Spec]:
-    ...
+def load_sources(
+    path: str | os.PathLike[str] | None = None, *, lenient: Literal[False] = False, header_env: bool = False
+) -> dict[str, Spec]: ...
 
 
 @overload
-def load_sources(path: str | os.PathLike[str] | None = None, *, lenient: Literal[True],
-                 header_env: bool = False) -> tuple[dict[str, Spec], dict[str, list[str]]]:
-    ...
+def load_sources(
+    path: str | os.PathLike[str] | None = None, *, lenient: Literal[True], header_env: bool = False
+) -> tuple[dict[str, Spec], dict[str, list[str]]]: ...
 
 
-def load_sources(path: str | os.PathLike[str] | None = None, *, lenient: bool = False,
-                 header_env: bool = False) -> dict[str, Spec] | tuple[dict[str, Spec], dict[str, list[str]]]:
+def load_sources(
+    path: str | os.PathLike[str] | None = None, *, lenient: bool = False, header_env: bool = False
+) -> dict[str, Spec] | tuple[dict[str, Spec], dict[str, list[str]]]:
     """Load and validate a sources file.
 
     Strict (the CLI): raise ConfigError with every problem of every source, one line each. Lenient (the Dagster

@@ -59,7 +59,7 @@ def _cron_field(text: str, field: str, low: int, high: int, names: tuple[str, ..
         if step is not None and int(step) == 0:
             raise _CronError(f"{field} {item!r}: a step must be 1 or more")
         span = range(first, last + 1) if first <= last else [*range(first, high + 1), *range(low, last + 1)]
-        out.update(list(span)[::int(step or 1)])
+        out.update(list(span)[:: int(step or 1)])
     return out
 
 
@@ -69,8 +69,10 @@ def cron_problem(expr: str) -> str | None:
     imported without dagster; test_validate.py checks that the two agree."""
     fields = expr.lower().split()
     if len(fields) != 5:
-        return (f"expected a 5-field cron expression (minute hour day-of-month month day-of-week) like "
-                f"'0 * * * *', got {expr!r}")
+        return (
+            f"expected a 5-field cron expression (minute hour day-of-month month day-of-week) like "
+            f"'0 * * * *', got {expr!r}"
+        )
     problems, sets = [], []
     for text, (field, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         try:

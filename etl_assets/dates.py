@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 # Dates written with numbers only (01/02/2026, 1.2.2026, 01-02-26, optionally followed by a time): whether the
 # first field is the day or the month is the column's to decide, once, never value by value.
-_DAY_MONTH_RE = (r"^(?P<a>[0-9]{1,2})(?P<s1>[./-])(?P<b>[0-9]{1,2})(?P<s2>[./-])(?P<y>[0-9]{4}|[0-9]{2})"
-                 r"(?P<t>(?:[ T].*)?)$")  # RE2 (Arrow): no back-references, so s1 == s2 is checked after
+_DAY_MONTH_RE = (
+    r"^(?P<a>[0-9]{1,2})(?P<s1>[./-])(?P<b>[0-9]{1,2})(?P<s2>[./-])(?P<y>[0-9]{4}|[0-9]{2})"
+    r"(?P<t>(?:[ T].*)?)$"
+)  # RE2 (Arrow): no back-references, so s1 == s2 is checked after
 _ORDER = {True: "day-first (day/month/year)", False: "month-first (month/day/year)"}
 
 
@@ -31,9 +33,13 @@ class DateRules:
     values decided. One instance lives for a run (the pipeline passes the same one to every batch), so a later
     batch never reads a column in the other order."""
 
-    date_format: str | dict[str, str] | None = None  # one strftime format for every column, or column -> format
+    date_format: str | dict[str, str] | None = (
+        None  # one strftime format for every column, or column -> format
+    )
     dayfirst: bool | None = None
-    decided: dict[str, tuple[bool, str]] = field(default_factory=dict)  # column -> (dayfirst, "values"|"default")
+    decided: dict[str, tuple[bool, str]] = field(
+        default_factory=dict
+    )  # column -> (dayfirst, "values"|"default")
     quiet: bool = False  # inference tries the rules without logging
 
     @classmethod
@@ -43,7 +49,9 @@ class DateRules:
     def format_for(self, column: str) -> str | None:
         return self.date_format.get(column) if isinstance(self.date_format, dict) else self.date_format
 
-    def order(self, column: str, day_proofs: int, month_proofs: int, dotted: bool, values: int) -> tuple[bool, str]:
+    def order(
+        self, column: str, day_proofs: int, month_proofs: int, dotted: bool, values: int
+    ) -> tuple[bool, str]:
         """Day-first? and why: the key, else the column's earlier decision, else the values that prove an order
         (a first field > 12 proves day-first, a second one month-first; the more numerous wins, a tie goes to the
         default), else the default: day-first for dotted dates (1.2.2026, written day-first wherever dots are
@@ -58,20 +66,36 @@ class DateRules:
             decision = (dotted, "values" if day_proofs else "default")
         self.decided[column] = decision
         if not self.quiet and decision[1] == "default":
-            log.warning("column '%s': %d date value(s) fit both day-first and month-first; reading the column %s "
-                        "for this run (set `dayfirst` or `date_format` to decide)", column, values,
-                        _ORDER[decision[0]])
+            log.warning(
+                "column '%s': %d date value(s) fit both day-first and month-first; reading the column %s "
+                "for this run (set `dayfirst` or `date_format` to decide)",
+                column,
+                values,
+                _ORDER[decision[0]],
+            )
         elif not self.quiet and day_proofs and month_proofs:
-            log.warning("column '%s': %d value(s) are only valid day-first, %d only month-first; reading the column "
-                        "%s, the others are quarantined", column, day_proofs, month_proofs, _ORDER[decision[0]])
+            log.warning(
+                "column '%s': %d value(s) are only valid day-first, %d only month-first; reading the column "
+                "%s, the others are quarantined",
+                column,
+                day_proofs,
+                month_proofs,
+                _ORDER[decision[0]],
+            )
         return decision
 
 
 def _contradiction(dayfirst: bool, how: str) -> str:
-    by = {"key": f"set by `dayfirst: {str(dayfirst).lower()}`",
-          "values": "decided by this column's values",
-          "default": "assumed for this column (its first values fitted both orders)"}[how]
-    fix = "" if how == "key" else f"; if that is wrong, set `dayfirst: {str(not dayfirst).lower()}` or `date_format`"
+    by = {
+        "key": f"set by `dayfirst: {str(dayfirst).lower()}`",
+        "values": "decided by this column's values",
+        "default": "assumed for this column (its first values fitted both orders)",
+    }[how]
+    fix = (
+        ""
+        if how == "key"
+        else f"; if that is wrong, set `dayfirst: {str(not dayfirst).lower()}` or `date_format`"
+    )
     return f"contradicts the {_ORDER[dayfirst]} order {by}{fix}"
 
 
@@ -90,17 +114,22 @@ def day_month_parts(text: pd.Series) -> pd.DataFrame:
     first two fields), year (4 digits, or 2 by strptime's pivot: 00-68 -> 20xx), dot (dotted), time (the rest)."""
     arr = pa.array(text.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
     m = pc.extract_regex(arr, _DAY_MONTH_RE)
-    ok = pc.fill_null(pc.and_kleene(pc.is_valid(m), pc.equal(pc.struct_field(m, "s1"), pc.struct_field(m, "s2"))),
-                      False)
+    ok = pc.fill_null(
+        pc.and_kleene(pc.is_valid(m), pc.equal(pc.struct_field(m, "s1"), pc.struct_field(m, "s2"))), False
+    )
     fields = {k: pc.filter(pc.struct_field(m, k), ok) for k in ("a", "b", "y", "s1", "t")}
     year = pc.cast(fields["y"], pa.int64()).to_numpy()
     short = pc.less(pc.utf8_length(fields["y"]), 4).to_numpy(zero_copy_only=False)
-    return pd.DataFrame({
-        "a": pc.cast(fields["a"], pa.int64()).to_numpy(), "b": pc.cast(fields["b"], pa.int64()).to_numpy(),
-        "year": np.where(short, year + np.where(year < 69, 2000, 1900), year),
-        "dot": pc.equal(fields["s1"], ".").to_numpy(zero_copy_only=False),
-        "time": fields["t"].to_numpy(zero_copy_only=False),
-    }, index=text.index[ok.to_numpy(zero_copy_only=False)])
+    return pd.DataFrame(
+        {
+            "a": pc.cast(fields["a"], pa.int64()).to_numpy(),
+            "b": pc.cast(fields["b"], pa.int64()).to_numpy(),
+            "year": np.where(short, year + np.where(year < 69, 2000, 1900), year),
+            "dot": pc.equal(fields["s1"], ".").to_numpy(zero_copy_only=False),
+            "time": fields["t"].to_numpy(zero_copy_only=False),
+        },
+        index=text.index[ok.to_numpy(zero_copy_only=False)],
+    )
 
 
 def day_month(parts: pd.DataFrame, kind: str, column: str, rules: DateRules) -> tuple[pd.Series, pd.Series]:
@@ -109,8 +138,9 @@ def day_month(parts: pd.DataFrame, kind: str, column: str, rules: DateRules) -> 
     a, b = parts["a"], parts["b"]
     day_proof = (a > 12) & (a <= 31) & (b >= 1) & (b <= 12)
     month_proof = (b > 12) & (b <= 31) & (a >= 1) & (a <= 12)
-    dayfirst, how = rules.order(column, int(day_proof.sum()), int(month_proof.sum()), bool(parts["dot"].all()),
-                                len(parts))
+    dayfirst, how = rules.order(
+        column, int(day_proof.sum()), int(month_proof.sum()), bool(parts["dot"].all()), len(parts)
+    )
     day, month = (a, b) if dayfirst else (b, a)
     valid = (month >= 1) & (month <= 12)
     ts = pd.Series(pd.NaT, index=parts.index, dtype="datetime64[us, UTC]")
@@ -120,8 +150,14 @@ def day_month(parts: pd.DataFrame, kind: str, column: str, rules: DateRules) -> 
         ts.loc[ymd.index] = pd.to_datetime(ymd, errors="coerce").dt.tz_localize("UTC").astype(ts.dtype).array
     timed = valid & ~plain
     if timed.any():  # with a time: as ISO text, so the time (10:00 PM, a zone) is read as for any timestamp
-        iso = (parts["year"][timed].astype(str).str.zfill(4) + "-" + month[timed].astype(str).str.zfill(2) + "-"
-               + day[timed].astype(str).str.zfill(2) + parts["time"][timed])
+        iso = (
+            parts["year"][timed].astype(str).str.zfill(4)
+            + "-"
+            + month[timed].astype(str).str.zfill(2)
+            + "-"
+            + day[timed].astype(str).str.zfill(2)
+            + parts["time"][timed]
+        )
         ts.loc[iso.index] = _utc(iso).astype(ts.dtype).array
     problems = no_problems(parts.index)
     other_order = month_proof if dayfirst else day_proof
@@ -139,7 +175,9 @@ def _dates(text: pd.Series, kind: str, column: str, rules: DateRules) -> tuple[p
             ts = pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
         except ValueError as exc:  # a bad directive ("%Q"): every value says why
             ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
-            return ts, problems_where(~ts.notna(), f"cannot be read: date_format {fmt!r} is not a strftime format ({exc})")
+            return ts, problems_where(
+                ~ts.notna(), f"cannot be read: date_format {fmt!r} is not a strftime format ({exc})"
+            )
         return ts, problems_where(ts.isna(), f"does not match date_format {fmt!r} of this column")
     ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
     miss = ts.isna()
@@ -157,8 +195,9 @@ def _dates(text: pd.Series, kind: str, column: str, rules: DateRules) -> tuple[p
     return ts, or_none(problems)
 
 
-def timestamps(text: pd.Series, index: pd.Index, kind: str, name: str,
-                rules: DateRules | None) -> tuple[pd.Series, Problems]:
+def timestamps(
+    text: pd.Series, index: pd.Index, kind: str, name: str, rules: DateRules | None
+) -> tuple[pd.Series, Problems]:
     """The present values of a date/timestamp column (text, unstripped) typed over `index`: ISO 8601 at C speed
     first, then strip, null words and `_dates` for the few values it missed (or for all, under a date_format)."""
     rules = rules if rules is not None else DateRules()

@@ -21,8 +21,10 @@ from urllib.parse import parse_qs, urlparse
 
 log = logging.getLogger(__name__)
 # examples/ beside the package in a checkout; a wheel install (the image) serves the one in the working directory
-EXAMPLES = next((p for p in (Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples")
-                 if p.is_dir()), Path("examples"))
+EXAMPLES = next(
+    (p for p in (Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples") if p.is_dir()),
+    Path("examples"),
+)
 
 
 class DemoData:
@@ -45,12 +47,16 @@ def _int(q: dict, name: str, default: int, lo: int = 0, hi: int = 10_000) -> int
 def make_handler(data: DemoData) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+        disable_nagle_algorithm = (
+            True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+        )
 
         def log_message(self, fmt: str, *args: object) -> None:
             log.debug("demo-api: " + fmt, *args)
 
-        def _send(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None):
+        def _send(
+            self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None
+        ):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -68,14 +74,16 @@ def make_handler(data: DemoData) -> type[BaseHTTPRequestHandler]:
             q = parse_qs(url.query)
             if url.path == "/api/customers":
                 page, size = _int(q, "page", 1, 1), _int(q, "per_page", 20, 1, 100)
-                rows = data.customers[(page - 1) * size: page * size]
-                return self._json({"data": rows, "page": page, "per_page": size, "total": len(data.customers)})
+                rows = data.customers[(page - 1) * size : page * size]
+                return self._json(
+                    {"data": rows, "page": page, "per_page": size, "total": len(data.customers)}
+                )
             if url.path == "/api/events":
                 since = q.get("since", [""])[0]
                 rows = [e for e in data.events if e["occurred_at"] > since]
                 start = int(base64.urlsafe_b64decode(q["cursor"][0]).decode()) if q.get("cursor") else 0
                 limit = _int(q, "limit", 25, 1, 100)
-                page = rows[start: start + limit]
+                page = rows[start : start + limit]
                 more = start + limit < len(rows)
                 cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
                 return self._json({"events": page, "next_cursor": cursor})

@@ -10,7 +10,13 @@ class SourceError(RuntimeError):
 
     def __init__(self, source: str, place: str, problem: str, fix: str = "", *, retryable: bool = False):
         place, problem = redact(place), redact(problem)
-        self.source, self.place, self.problem, self.fix, self.retryable = source, place, problem, fix, retryable
+        self.source, self.place, self.problem, self.fix, self.retryable = (
+            source,
+            place,
+            problem,
+            fix,
+            retryable,
+        )
         line = f"source '{source}': {place}: {problem}"
         if fix:
             line += f"; fix: {fix}"

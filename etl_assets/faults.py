@@ -26,7 +26,9 @@ from typing import Any
 POINTS = ("before_request", "after_batch_read", "before_checkpoint_write", "before_commit", "after_commit")
 ACTIONS = ("raise", "crash", "delay", "http_error", "corrupt")
 CORRUPT_VALUE = "\x00#corrupted-by-fault-injection#"
-_RULE = re.compile(r"^(?P<point>\w+)=(?P<action>\w+)(?:\((?P<arg>[^)]*)\))?(?:@(?P<when>nth|p)=(?P<val>[\d.]+))?$")
+_RULE = re.compile(
+    r"^(?P<point>\w+)=(?P<action>\w+)(?:\((?P<arg>[^)]*)\))?(?:@(?P<when>nth|p)=(?P<val>[\d.]+))?$"
+)
 
 
 class InjectedFault(RuntimeError):
@@ -57,11 +59,20 @@ class Faults:
                 continue
             m = _RULE.match(part)
             if not m or m["point"] not in POINTS or m["action"] not in ACTIONS:
-                raise ValueError(f"ETL_FAULTS: cannot read rule {part!r}; expected POINT=ACTION[(ARG)][@nth=N|@p=P] "
-                                 f"with POINT in {POINTS} and ACTION in {ACTIONS}")
+                raise ValueError(
+                    f"ETL_FAULTS: cannot read rule {part!r}; expected POINT=ACTION[(ARG)][@nth=N|@p=P] "
+                    f"with POINT in {POINTS} and ACTION in {ACTIONS}"
+                )
             when, val = m["when"], m["val"]
-            self.rules.append(Rule(m["point"], m["action"], m["arg"], int(val) if when == "nth" else None,
-                                   float(val) if when == "p" else None))
+            self.rules.append(
+                Rule(
+                    m["point"],
+                    m["action"],
+                    m["arg"],
+                    int(val) if when == "nth" else None,
+                    float(val) if when == "p" else None,
+                )
+            )
         self.random = random.Random(seed)
 
     def hit(self, point: str, batch: Any = None) -> None:
@@ -87,7 +98,9 @@ class Faults:
         elif rule.action == "corrupt" and batch is not None and len(batch.frame) and len(batch.frame.columns):
             frame = batch.frame.copy()
             row, col = self.random.randrange(len(frame)), self.random.randrange(len(frame.columns))
-            frame[frame.columns[col]] = frame[frame.columns[col]].astype(object)  # an int column takes text too
+            frame[frame.columns[col]] = frame[frame.columns[col]].astype(
+                object
+            )  # an int column takes text too
             frame.iat[row, col] = CORRUPT_VALUE
             batch.frame = frame
 

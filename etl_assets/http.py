@@ -35,6 +35,7 @@ CHUNK_BYTES = 64 << 10
 
 # --- time budget -------------------------------------------------------------------------------------------------
 
+
 class DeadlineExceeded(Exception):
     """An attempt outlived `timeout_seconds` (raised outside urllib3's retry list: no attempt after it)."""
 
@@ -107,6 +108,7 @@ class _Adapter(HTTPAdapter):
 
 # --- retries -----------------------------------------------------------------------------------------------------
 
+
 class RetryAfterTooLong(Exception):
     def __init__(self, seconds: float):
         super().__init__(seconds)
@@ -120,9 +122,22 @@ class _LoggingRetry(Retry):
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         why = f"HTTP {response.status}" if response is not None and response.status else type(error).__name__
-        log.warning("http retry %d/%s for %s %s: %s", len(new.history), self.total, method, url, why,
-                    extra=event_fields("http_retry", attempt=len(new.history), method=method, url=url, reason=why,
-                                       status=response.status if response is not None else None))
+        log.warning(
+            "http retry %d/%s for %s %s: %s",
+            len(new.history),
+            self.total,
+            method,
+            url,
+            why,
+            extra=event_fields(
+                "http_retry",
+                attempt=len(new.history),
+                method=method,
+                url=url,
+                reason=why,
+                status=response.status if response is not None else None,
+            ),
+        )
         return new
 
     def sleep(self, response=None) -> None:
@@ -167,6 +182,7 @@ def make_session(retry: RetrySpec) -> requests.Session:
 
 # --- the source's requests ---------------------------------------------------------------------------------------
 
+
 def _content_length(value: str | None) -> int:
     """The declared length, or 0 when absent or malformed (the count of what arrives is the budget anyway)."""
     try:
@@ -182,10 +198,18 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         name = type(e).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError", "ConnectionRefusedError"):
+        if name in (
+            "NewConnectionError",
+            "NameResolutionError",
+            "ConnectTimeoutError",
+            "ConnectionRefusedError",
+        ):
             return True
-        e = getattr(e, "reason", None) or (e.args[0] if e.args and isinstance(e.args[0], BaseException)
-                                           else None) or e.__context__
+        e = (
+            getattr(e, "reason", None)
+            or (e.args[0] if e.args and isinstance(e.args[0], BaseException) else None)
+            or e.__context__
+        )
     return False
 
 
@@ -193,8 +217,16 @@ class SourceHttp:
     """GETs for one source: rate-limited, retried, within the origin and the byte and time budgets, with errors
     that name the source and the URL (redacted)."""
 
-    def __init__(self, source: str, retry: RetrySpec, timeout: float, limiter: RateLimiter | None = None, *,
-                 policy: OriginPolicy | None = None, max_bytes: int = 100 << 20):
+    def __init__(
+        self,
+        source: str,
+        retry: RetrySpec,
+        timeout: float,
+        limiter: RateLimiter | None = None,
+        *,
+        policy: OriginPolicy | None = None,
+        max_bytes: int = 100 << 20,
+    ):
         self.source, self.timeout, self.limiter = source, timeout, limiter
         self.policy, self.max_bytes = policy, max_bytes
         self.max_retry_after = retry.max_delay_seconds
@@ -205,8 +237,13 @@ class SourceHttp:
         self.statuses: dict[str, int] = {}  # final status per logical request: "200", "404", "error"
         self.seconds = 0.0  # time spent in requests, waits for the rate limit excluded
 
-    def get(self, url: str, params: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None,
-            ok: tuple[int, ...] = (200,)) -> requests.Response:
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> requests.Response:
         came_from = None
         for _ in range(MAX_REDIRECTS + 1):
             self.admit(url, came_from)
@@ -218,18 +255,32 @@ class SourceHttp:
             try:
                 came_from, url, params = resp.url, urljoin(resp.url, location), None
             except ValueError:
-                raise SourceError(self.source, f"GET {resp.url}", f"redirected to a malformed URL "
-                                  f"{quote_body(location, 200)!r}", "the server is broken; tell its owner") from None
+                raise SourceError(
+                    self.source,
+                    f"GET {resp.url}",
+                    f"redirected to a malformed URL {quote_body(location, 200)!r}",
+                    "the server is broken; tell its owner",
+                ) from None
             log.info("source %s: redirected to %s", self.source, redact(url))
         else:
-            raise SourceError(self.source, f"GET {url}", f"more than {MAX_REDIRECTS} redirects",
-                              "point `url` at the final location")
+            raise SourceError(
+                self.source,
+                f"GET {url}",
+                f"more than {MAX_REDIRECTS} redirects",
+                "point `url` at the final location",
+            )
         self._read_body(resp)
         if resp.status_code not in ok:
             body = quote_body(resp.content) if resp.content else ""
-            raise SourceError(self.source, f"GET {resp.url}", f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
-                              "check the URL, parameters and credentials" if resp.status_code < 500
-                              else "the server failed; the step retries", retryable=resp.status_code >= 500)
+            raise SourceError(
+                self.source,
+                f"GET {resp.url}",
+                f"HTTP {resp.status_code} {resp.reason}: {body}".rstrip(": "),
+                "check the URL, parameters and credentials"
+                if resp.status_code < 500
+                else "the server failed; the step retries",
+                retryable=resp.status_code >= 500,
+            )
         return resp
 
     def refused(self, url: str) -> bool:
@@ -240,18 +291,32 @@ class SourceHttp:
         why = self.policy.refusal(url) if self.policy is not None else None
         if why:
             self._count("refused", 0)
-            place, what = (f"GET {came_from}", f"redirected to {url}") if came_from else (f"GET {url}", "refused")
-            raise SourceError(self.source, place, f"{what}: {why}, and the source's headers go to no other host",
-                              "if that host is meant, add it to the source's allowed_hosts")
+            place, what = (
+                (f"GET {came_from}", f"redirected to {url}") if came_from else (f"GET {url}", "refused")
+            )
+            raise SourceError(
+                self.source,
+                place,
+                f"{what}: {why}, and the source's headers go to no other host",
+                "if that host is meant, add it to the source's allowed_hosts",
+            )
 
-    def _send(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None) -> requests.Response:
+    def _send(
+        self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+    ) -> requests.Response:
         faults.hit("before_request")
         slot = self.limiter.acquire() if self.limiter is not None else None
         started = time.monotonic()
         _current.deadline = deadline = _Deadline(self.timeout)
         try:
-            resp = self.session.get(url, params=params, headers=headers, allow_redirects=False, stream=True,
-                                    timeout=(min(10.0, self.timeout), self.timeout))
+            resp = self.session.get(
+                url,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+                stream=True,
+                timeout=(min(10.0, self.timeout), self.timeout),
+            )
         except (DeadlineExceeded, requests.exceptions.RequestException, RetryAfterTooLong) as exc:
             deadline.disarm()
             full = requests.Request("GET", url, params=params).prepare().url or url
@@ -295,37 +360,74 @@ class SourceHttp:
             resp.close()
 
     def _too_big(self, place: str, what: str) -> SourceError:
-        return SourceError(self.source, place, f"answer too large: it {what}, above max_response_bytes="
-                           f"{self.max_bytes:,} (counted after decompression)",
-                           "raise max_response_bytes if answers this large are expected")
+        return SourceError(
+            self.source,
+            place,
+            f"answer too large: it {what}, above max_response_bytes="
+            f"{self.max_bytes:,} (counted after decompression)",
+            "raise max_response_bytes if answers this large are expected",
+        )
 
     def _failure(self, url: str, exc: BaseException, expired: bool, count: bool = True) -> SourceError:
         place = f"GET {url}"
         if isinstance(exc, RetryAfterTooLong):
             if count:
                 self._count("error", 0)
-            return SourceError(self.source, place, f"the server asked to retry after {exc.seconds:g} s (Retry-After), "
-                               f"more than retry.max_delay_seconds={self.max_retry_after:g}",
-                               "try later, or raise retry.max_delay_seconds to wait that long")
+            return SourceError(
+                self.source,
+                place,
+                f"the server asked to retry after {exc.seconds:g} s (Retry-After), "
+                f"more than retry.max_delay_seconds={self.max_retry_after:g}",
+                "try later, or raise retry.max_delay_seconds to wait that long",
+            )
         if count:
             self._count("error", self.policy_total)
         if expired or isinstance(exc, DeadlineExceeded | requests.exceptions.Timeout):
-            return SourceError(self.source, place, f"no complete answer within {self.timeout:g} s",
-                               "raise timeout_seconds or check the server", retryable=True)
+            return SourceError(
+                self.source,
+                place,
+                f"no complete answer within {self.timeout:g} s",
+                "raise timeout_seconds or check the server",
+                retryable=True,
+            )
         if isinstance(exc, requests.exceptions.RetryError):
-            return SourceError(self.source, place, f"gave up after retries: {redact(str(exc))[:200]}",
-                               "the server keeps failing; try later or raise retry.max_retries", retryable=True)
+            return SourceError(
+                self.source,
+                place,
+                f"gave up after retries: {redact(str(exc))[:200]}",
+                "the server keeps failing; try later or raise retry.max_retries",
+                retryable=True,
+            )
         if isinstance(exc, requests.exceptions.ConnectionError) and _connect_failed(exc):
-            return SourceError(self.source, place, "cannot connect", "check the URL and that the server is up",
-                               retryable=True)
+            return SourceError(
+                self.source,
+                place,
+                "cannot connect",
+                "check the URL and that the server is up",
+                retryable=True,
+            )
         if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
-            return SourceError(self.source, place, "the connection broke before the answer was complete",
-                               "the server dropped the connection; the step retries", retryable=True)
+            return SourceError(
+                self.source,
+                place,
+                "the connection broke before the answer was complete",
+                "the server dropped the connection; the step retries",
+                retryable=True,
+            )
         if isinstance(exc, requests.exceptions.ContentDecodingError):
-            return SourceError(self.source, place, "the answer's Content-Encoding does not decode",
-                               "check the server's compression")
-        return SourceError(self.source, place, f"request failed: {type(exc).__name__}",
-                           "check the URL and the server", retryable=True)
+            return SourceError(
+                self.source,
+                place,
+                "the answer's Content-Encoding does not decode",
+                "check the server's compression",
+            )
+        return SourceError(
+            self.source,
+            place,
+            f"request failed: {type(exc).__name__}",
+            "check the URL and the server",
+            retryable=True,
+        )
 
     def _recount(self, status: str) -> None:
         """The request counted as `status` ended in an error after all (its body could not be read)."""

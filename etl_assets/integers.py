@@ -17,10 +17,13 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _EXACT_FLOAT = float(1 << 53)  # from here on a float64 no longer holds every integer: its digits are a guess
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 NOT_INTEGER = "is not a valid integer"
-BEYOND_INT64 = ("is beyond the 64-bit integer range; declare the column `string` to keep such values exactly "
-                "as text")
-INEXACT_FLOAT = ("is a floating-point number at or beyond 2^53, whose last digits are not exact; have the source "
-                 "send it as text")
+BEYOND_INT64 = (
+    "is beyond the 64-bit integer range; declare the column `string` to keep such values exactly as text"
+)
+INEXACT_FLOAT = (
+    "is a floating-point number at or beyond 2^53, whose last digits are not exact; have the source "
+    "send it as text"
+)
 
 
 def _int_value(v: object) -> int | str:

@@ -71,8 +71,12 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
-                               "level": record.levelname, "event": "log", "logger": record.name}
+        out: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "event": "log",
+            "logger": record.name,
+        }
         out.update({k: v for k, v in _CONTEXT.get().items() if v is not None})
         out.update({k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_")})
         out["message"] = record.getMessage()
@@ -89,6 +93,9 @@ def configure_logging() -> None:
         return
     handler = logging.StreamHandler()
     handler._etl = True  # type: ignore[attr-defined]
-    handler.setFormatter(JsonFormatter() if os.environ.get("LOG_FORMAT", "").lower() == "json"
-                         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if os.environ.get("LOG_FORMAT", "").lower() == "json"
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logger.addHandler(handler)

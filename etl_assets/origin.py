@@ -48,7 +48,11 @@ def _split(url: str) -> tuple[str, str, int]:
     scheme = (parts.scheme or "").lower()
     host = (parts.host or "").lower().strip("[]").rstrip(".")
     port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-    if "\\" in (parts.netloc or "") or host != std_host.strip("[]") or (std_port or _DEFAULT_PORTS.get(scheme, 0)) != port:
+    if (
+        "\\" in (parts.netloc or "")
+        or host != std_host.strip("[]")
+        or (std_port or _DEFAULT_PORTS.get(scheme, 0)) != port
+    ):
         return scheme, host, -1
     return scheme, host, port
 
@@ -72,14 +76,16 @@ class OriginPolicy:
             return f"{Origin(scheme, host, port)} would step down from https to plain http"
         if any(o.admits(scheme, host, port) for o in self.allowed):
             return None
-        return (f"{Origin(scheme, host, port)} is not the configured host {self.home}"
-                + (f" nor one of allowed_hosts {[str(o) for o in self.allowed[1:]]}" if len(self.allowed) > 1
-                   else ""))
+        return f"{Origin(scheme, host, port)} is not the configured host {self.home}" + (
+            f" nor one of allowed_hosts {[str(o) for o in self.allowed[1:]]}" if len(self.allowed) > 1 else ""
+        )
 
 
 _HOST = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
-_ENTRY = re.compile(r"^(?:(?P<scheme>[a-z]+)://)?(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<host>[^:/\[\]]+))"
-                    r"(?::(?P<port>[0-9]{1,5}))?/?$")
+_ENTRY = re.compile(
+    r"^(?:(?P<scheme>[a-z]+)://)?(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<host>[^:/\[\]]+))"
+    r"(?::(?P<port>[0-9]{1,5}))?/?$"
+)
 
 
 def parse_allowed_host(entry: str, scheme: str = "https") -> Origin:
@@ -88,7 +94,12 @@ def parse_allowed_host(entry: str, scheme: str = "https") -> Origin:
     m = _ENTRY.match(entry.strip().lower())
     host = m and (m["ip6"] or (m["host"] or "").rstrip("."))
     port = int(m["port"]) if m and m["port"] else None
-    if (not m or (m["scheme"] or scheme) not in _DEFAULT_PORTS or not host or (port is not None and not 0 < port < 65536)
-            or (not m["ip6"] and not _HOST.match(host))):
+    if (
+        not m
+        or (m["scheme"] or scheme) not in _DEFAULT_PORTS
+        or not host
+        or (port is not None and not 0 < port < 65536)
+        or (not m["ip6"] and not _HOST.match(host))
+    ):
         raise ValueError(f"expected host, host:port, *.domain or http(s)://host[:port], got {entry!r}")
     return Origin(m["scheme"] or scheme, host, port)

@@ -1,6 +1,6 @@
 """The one ingest loop every source kind goes through.
 
-    extractor.batches(checkpoint) -> schema (declared, pinned or inferred) -> coerce -> warehouse.load
+extractor.batches(checkpoint) -> schema (declared, pinned or inferred) -> coerce -> warehouse.load
 """
 
 from __future__ import annotations
@@ -77,15 +77,31 @@ def _row_ids(batch: Batch) -> list[str]:
 
 
 def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"location": batch.location, "row_number": int(i), "reason": reason,
-            "raw": json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}, default=str, ensure_ascii=False)}
-           for i, reason, row in zip(bad.index, bad["_reason"], bad.drop(columns="_reason").to_dict("records"),
-                                     strict=True)]
+    return [
+        {
+            "location": batch.location,
+            "row_number": int(i),
+            "reason": reason,
+            "raw": json.dumps(
+                {k: (None if pd.isna(v) else v) for k, v in row.items()}, default=str, ensure_ascii=False
+            ),
+        }
+        for i, reason, row in zip(
+            bad.index, bad["_reason"], bad.drop(columns="_reason").to_dict("records"), strict=True
+        )
+    ]
 
 
 def _rejected_rows(batch: Batch) -> list[dict[str, Any]]:
-    return [{"location": batch.location, "row_number": line, "reason": f"line {line}: {reason}", "raw": raw or None}
-            for line, raw, reason in batch.rejected]
+    return [
+        {
+            "location": batch.location,
+            "row_number": line,
+            "reason": f"line {line}: {reason}",
+            "raw": raw or None,
+        }
+        for line, raw, reason in batch.rejected
+    ]
 
 
 @dataclass
@@ -109,7 +125,9 @@ class Ingest:
         self.spec, self.wh, self.run_id = spec, warehouse, run_id
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
-        self.by_file = self.key == [ROW_ID] and isinstance(spec, CsvSource)  # a file's new version replaces its rows
+        self.by_file = self.key == [ROW_ID] and isinstance(
+            spec, CsvSource
+        )  # a file's new version replaces its rows
         self._renames_logged: set[tuple] = set()
         self.dates = DateRules.of(spec)  # date keys, and the day/month order each column decided this run
         location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
@@ -128,18 +146,31 @@ class Ingest:
 
     def _mark_abandoned(self) -> None:
         for run_id in self.wh.mark_abandoned(self.spec.name, self.run_id):
-            log.warning("source %s: run %s ended without finishing (killed?); marked abandoned", self.spec.name,
-                        run_id, extra=event_fields("run_abandoned", abandoned_run_id=run_id))
+            log.warning(
+                "source %s: run %s ended without finishing (killed?); marked abandoned",
+                self.spec.name,
+                run_id,
+                extra=event_fields("run_abandoned", abandoned_run_id=run_id),
+            )
 
     def _run(self) -> IngestStats:
         spec, stats = self.spec, self.stats
         started = time.monotonic()
         started_at = datetime.now(UTC)
-        self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status="started",
-                           started_at=started_at)
+        self.wh.record_run(
+            run_id=self.run_id,
+            source=spec.name,
+            source_type=spec.kind,
+            status="started",
+            started_at=started_at,
+        )
         bound = bind(source=spec.name, run_id=self.run_id)  # retries and rate-limit waits log with these
-        log.info("source %s: run %s started", spec.name, self.run_id,
-                 extra=event_fields("run_started", source_type=spec.kind))
+        log.info(
+            "source %s: run %s started",
+            spec.name,
+            self.run_id,
+            extra=event_fields("run_started", source_type=spec.kind),
+        )
         extractor = limiter = None
         try:
             limit = getattr(spec, "rate_limit", None)
@@ -172,42 +203,93 @@ class Ingest:
                 self._take(extractor.stats())
             stats.duration_seconds = round(time.monotonic() - started, 3)
             try:
-                self.wh.record_run(run_id=self.run_id, source=spec.name, source_type=spec.kind, status=status,
-                                   started_at=started_at, finished_at=datetime.now(UTC),
-                                   records_processed=stats.processed, records_inserted=stats.inserted,
-                                   records_updated=stats.updated, records_failed=stats.failed, error=error)
+                self.wh.record_run(
+                    run_id=self.run_id,
+                    source=spec.name,
+                    source_type=spec.kind,
+                    status=status,
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                    records_processed=stats.processed,
+                    records_inserted=stats.inserted,
+                    records_updated=stats.updated,
+                    records_failed=stats.failed,
+                    error=error,
+                )
             except sa.exc.SQLAlchemyError as exc:  # the warehouse went away: the run's own error says more
-                log.warning("source %s: run %s could not be recorded: %s", spec.name, self.run_id,
-                            database_error(spec.name, repr(self.wh), exc).problem)
+                log.warning(
+                    "source %s: run %s could not be recorded: %s",
+                    spec.name,
+                    self.run_id,
+                    database_error(spec.name, repr(self.wh), exc).problem,
+                )
             if error is not None:
-                log.error("source %s: run %s failed: %s", spec.name, self.run_id, error,
-                          extra=event_fields("run_failed", **self._counts(), status=status, error=error))
+                log.error(
+                    "source %s: run %s failed: %s",
+                    spec.name,
+                    self.run_id,
+                    error,
+                    extra=event_fields("run_failed", **self._counts(), status=status, error=error),
+                )
             unbind(bound)
-        log.info("source %s: done: %d processed, %d inserted, %d updated, %d quarantined in %.2fs",
-                 spec.name, stats.processed, stats.inserted, stats.updated, stats.failed, stats.duration_seconds,
-                 extra=event_fields("run_finished", source=spec.name, run_id=self.run_id, status="success",
-                                    **self._counts()))
+        log.info(
+            "source %s: done: %d processed, %d inserted, %d updated, %d quarantined in %.2fs",
+            spec.name,
+            stats.processed,
+            stats.inserted,
+            stats.updated,
+            stats.failed,
+            stats.duration_seconds,
+            extra=event_fields(
+                "run_finished", source=spec.name, run_id=self.run_id, status="success", **self._counts()
+            ),
+        )
         return stats
 
     def _counts(self) -> dict[str, Any]:
         s = self.stats
-        return {"source_type": s.source_type, "records_processed": s.processed, "records_inserted": s.inserted,
-                "records_updated": s.updated, "records_failed": s.failed, "batches": s.batches, "duration_seconds": s.duration_seconds,
-                "drift_events": s.drift_events, "http_requests": s.http_requests, "http_retries": s.http_retries,
-                "rate_limit_waits": s.rate_limit_waits}
+        return {
+            "source_type": s.source_type,
+            "records_processed": s.processed,
+            "records_inserted": s.inserted,
+            "records_updated": s.updated,
+            "records_failed": s.failed,
+            "batches": s.batches,
+            "duration_seconds": s.duration_seconds,
+            "drift_events": s.drift_events,
+            "http_requests": s.http_requests,
+            "http_retries": s.http_retries,
+            "rate_limit_waits": s.rate_limit_waits,
+        }
 
     def _log_drift(self, events: list[dict], location: str | None) -> None:
         for e in events:
-            log.warning("source %s: schema drift %s: expected %s, observed %s", self.spec.name, e["decision"],
-                        e["expected"], e["observed"],
-                        extra=event_fields("schema_drift", source=self.spec.name, run_id=self.run_id,
-                                           location=location, expected=e["expected"], observed=e["observed"],
-                                           confidence=e["confidence"], decision=e["decision"]))
+            log.warning(
+                "source %s: schema drift %s: expected %s, observed %s",
+                self.spec.name,
+                e["decision"],
+                e["expected"],
+                e["observed"],
+                extra=event_fields(
+                    "schema_drift",
+                    source=self.spec.name,
+                    run_id=self.run_id,
+                    location=location,
+                    expected=e["expected"],
+                    observed=e["observed"],
+                    confidence=e["confidence"],
+                    decision=e["decision"],
+                ),
+            )
 
     def _take(self, x: ExtractorStats) -> None:
         """The extractor's own counts (HTTP, rate limit) into the run's stats."""
         s = self.stats
-        s.http_requests, s.http_retries, s.http_statuses = x.http_requests, x.http_retries, dict(x.http_statuses)
+        s.http_requests, s.http_retries, s.http_statuses = (
+            x.http_requests,
+            x.http_retries,
+            dict(x.http_statuses),
+        )
         s.http_seconds = x.http_seconds
         s.rate_limit_waits, s.rate_limit_wait_seconds = x.rate_limit_waits, x.rate_limit_wait_seconds
 
@@ -217,15 +299,18 @@ class Ingest:
         frame = self._named(batch)  # column_map: see reconcile
         out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
-        refuse_reserved(spec.name, rec.schema or {}, batch.location)  # a declared lineage name, before drift reads it
+        refuse_reserved(
+            spec.name, rec.schema or {}, batch.location
+        )  # a declared lineage name, before drift reads it
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
             frame, out.events = fit.frame, fit.events
             out.state = rec.state() if fit.changed else None  # once per header, not per batch
             schema = dict(rec.schema)
             self._check_table(schema, batch.location)
-            out.table = self.wh.ensure_table(spec.table_name, schema, self.key, source=spec.name,
-                                             location_index=self.by_file)
+            out.table = self.wh.ensure_table(
+                spec.table_name, schema, self.key, source=spec.name, location_index=self.by_file
+            )
             if self.key == [ROW_ID]:
                 frame = frame.assign(**{ROW_ID: _row_ids(batch)})
                 schema = {ROW_ID: "string", **schema}
@@ -235,9 +320,12 @@ class Ingest:
                 coerced = coerce(frame, schema, self.key, self.dates)
                 out.rows, out.quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
                 out.duplicate_keys = int(out.rows.duplicated(subset=self.key).sum())
-        elif batch.replaces and self.by_file and rec.schema:  # an empty new version still replaces the old rows
-            out.table = self.wh.ensure_table(spec.table_name, dict(rec.schema), self.key, source=spec.name,
-                                             location_index=True)
+        elif (
+            batch.replaces and self.by_file and rec.schema
+        ):  # an empty new version still replaces the old rows
+            out.table = self.wh.ensure_table(
+                spec.table_name, dict(rec.schema), self.key, source=spec.name, location_index=True
+            )
         out.quarantined += _rejected_rows(batch)
         out.schema = dict(rec.schema or {})
         out.drift = [r for _, r in rec.reports.values()]
@@ -250,10 +338,20 @@ class Ingest:
         if renamed and tuple(raw) not in self._renames_logged:
             self._renames_logged.add(tuple(raw))
             for old, new in renamed.items():
-                log.warning("source %s: column '%s' of %s has the name of a lineage column; it lands as '%s'",
-                            self.spec.name, old, batch.location, new,
-                            extra=event_fields("column_renamed", source=self.spec.name, location=batch.location,
-                                               observed=old, column=new))
+                log.warning(
+                    "source %s: column '%s' of %s has the name of a lineage column; it lands as '%s'",
+                    self.spec.name,
+                    old,
+                    batch.location,
+                    new,
+                    extra=event_fields(
+                        "column_renamed",
+                        source=self.spec.name,
+                        location=batch.location,
+                        observed=old,
+                        column=new,
+                    ),
+                )
         return batch.frame.set_axis(names, axis=1)
 
     def _check_table(self, schema: dict[str, str], location: str) -> None:
@@ -266,24 +364,43 @@ class Ingest:
         refuse_clashes(spec.name, location, names, names, existing=existing)
         names = list(dict.fromkeys([*existing, *names]))
         if len(names) > self.wh.max_columns:
-            raise SourceError(spec.name, location, f"the table would have {len(names)} columns ({len(schema)} from "
-                              f"the source, the rest lineage), more than {self.wh.dialect} allows in a table "
-                              f"({self.wh.max_columns})", "declare the `columns` to keep and set "
-                              "drift.on_new_column: ignore, or split the source")
+            raise SourceError(
+                spec.name,
+                location,
+                f"the table would have {len(names)} columns ({len(schema)} from "
+                f"the source, the rest lineage), more than {self.wh.dialect} allows in a table "
+                f"({self.wh.max_columns})",
+                "declare the `columns` to keep and set drift.on_new_column: ignore, or split the source",
+            )
 
     def _commit(self, p: _Prepared) -> None:
         """Land a prepared batch in one transaction (writer thread), then count it."""
         spec, stats, batch = self.spec, self.stats, p.batch
-        result = self.wh.load(source=spec.name, table=p.table, key=self.key, rows=p.rows, quarantined=p.quarantined,
-                              position=batch.position, run_id=self.run_id, location=batch.location,
-                              schema=p.state, drift_events=p.events,
-                              replaces=file_row_prefix(batch.location, batch.version or "")
-                              if batch.replaces and self.by_file else None)
+        result = self.wh.load(
+            source=spec.name,
+            table=p.table,
+            key=self.key,
+            rows=p.rows,
+            quarantined=p.quarantined,
+            position=batch.position,
+            run_id=self.run_id,
+            location=batch.location,
+            schema=p.state,
+            drift_events=p.events,
+            replaces=file_row_prefix(batch.location, batch.version or "")
+            if batch.replaces and self.by_file
+            else None,
+        )
         if result.deleted:
-            log.info("source %s: %s changed: its %d row(s) from an earlier version were replaced", spec.name,
-                     batch.location, result.deleted, extra=event_fields("file_replaced", source=spec.name,
-                                                                        location=batch.location,
-                                                                        records_deleted=result.deleted))
+            log.info(
+                "source %s: %s changed: its %d row(s) from an earlier version were replaced",
+                spec.name,
+                batch.location,
+                result.deleted,
+                extra=event_fields(
+                    "file_replaced", source=spec.name, location=batch.location, records_deleted=result.deleted
+                ),
+            )
         stats.drift_events += len(p.events)
         stats.duplicate_keys += p.duplicate_keys
         stats.batches += 1
@@ -295,17 +412,42 @@ class Ingest:
         stats.schema, stats.drift = p.schema, p.drift
         self._log_drift(p.events, batch.location)
         if result.quarantined:
-            log.warning("source %s: %d row(s) of %s quarantined, first: %s", spec.name, result.quarantined,
-                        batch.location, p.quarantined[0]["reason"],
-                        extra=event_fields("quarantine", source=spec.name, run_id=self.run_id,
-                                           location=batch.location, records_failed=result.quarantined,
-                                           reason=p.quarantined[0]["reason"]))
+            log.warning(
+                "source %s: %d row(s) of %s quarantined, first: %s",
+                spec.name,
+                result.quarantined,
+                batch.location,
+                p.quarantined[0]["reason"],
+                extra=event_fields(
+                    "quarantine",
+                    source=spec.name,
+                    run_id=self.run_id,
+                    location=batch.location,
+                    records_failed=result.quarantined,
+                    reason=p.quarantined[0]["reason"],
+                ),
+            )
         records = p.processed - len(batch.rejected)
-        log.info("source %s: batch %d from %s: %d rows, %d inserted, %d updated", spec.name, stats.batches,
-                 batch.location, records, result.inserted, result.updated,
-                 extra=event_fields("batch_loaded", source=spec.name, run_id=self.run_id, location=batch.location,
-                                    batch=stats.batches, records=records, records_inserted=result.inserted,
-                                    records_updated=result.updated, records_failed=result.quarantined))
+        log.info(
+            "source %s: batch %d from %s: %d rows, %d inserted, %d updated",
+            spec.name,
+            stats.batches,
+            batch.location,
+            records,
+            result.inserted,
+            result.updated,
+            extra=event_fields(
+                "batch_loaded",
+                source=spec.name,
+                run_id=self.run_id,
+                location=batch.location,
+                batch=stats.batches,
+                records=records,
+                records_inserted=result.inserted,
+                records_updated=result.updated,
+                records_failed=result.quarantined,
+            ),
+        )
         faults.hit("after_commit")
 
 
@@ -315,10 +457,15 @@ def database_error(source: str, where: str, exc: sa.exc.SQLAlchemyError) -> Sour
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
     gone = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or "does not exist" in first
-    return SourceError(source, f"warehouse {where}", f"{type(orig).__name__}: {first}",
-                       "check ETL_WAREHOUSE_URL and that the database is up; a rerun resumes at the checkpoint"
-                       if gone else "a rerun resumes at the checkpoint; if it repeats, report it with this line",
-                       retryable=True)
+    return SourceError(
+        source,
+        f"warehouse {where}",
+        f"{type(orig).__name__}: {first}",
+        "check ETL_WAREHOUSE_URL and that the database is up; a rerun resumes at the checkpoint"
+        if gone
+        else "a rerun resumes at the checkpoint; if it repeats, report it with this line",
+        retryable=True,
+    )
 
 
 def ingest(spec: Any, warehouse: Warehouse, run_id: str) -> IngestStats:

@@ -35,14 +35,16 @@ IN_FLIGHT_HOLD = 60.0
 
 metadata = sa.MetaData()  # created with the warehouse's system tables (warehouse.tables.create_system_tables)
 rate_limits = sa.Table(
-    "etl_rate_limits", metadata,  # one row per rate-limited source: its settings, and the lock its workers share
+    "etl_rate_limits",
+    metadata,  # one row per rate-limited source: its settings, and the lock its workers share
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("calls", sa.Integer, nullable=False),
     sa.Column("period_seconds", sa.Float, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 rate_limit_slots = sa.Table(
-    "etl_rate_limit_slots", metadata,  # requests of the current window (epoch seconds)
+    "etl_rate_limit_slots",
+    metadata,  # requests of the current window (epoch seconds)
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.Text, nullable=False, index=True),
     sa.Column("at", sa.Float(precision=53), nullable=False),  # granted
@@ -60,11 +62,19 @@ class RateLimiter:
         self._lock = threading.Lock()  # threads of one process queue here before the database
         self._db_lock = threading.Lock()  # guards the limiter's own connection (PostgreSQL)
         self._raw: Any = None
-        values = {"source": name, "calls": calls, "period_seconds": period_seconds, "updated_at": datetime.now(UTC)}
+        values = {
+            "source": name,
+            "calls": calls,
+            "period_seconds": period_seconds,
+            "updated_at": datetime.now(UTC),
+        }
         ins = dialect.insert(self.limits).values(**values)
         with engine.begin() as conn:
-            conn.execute(ins.on_conflict_do_update(index_elements=["source"],
-                                                   set_={k: v for k, v in values.items() if k != "source"}))
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["source"], set_={k: v for k, v in values.items() if k != "source"}
+                )
+            )
 
     def _pg(self) -> Any:
         """PostgreSQL: the limiter's own connection, in autocommit with explicit transactions: through the pool
@@ -97,8 +107,11 @@ class RateLimiter:
             self._drop_connection()  # broken, or left mid-transaction: the next call starts a fresh session
             if not (reused and isinstance(exc, psycopg.OperationalError)):
                 raise
-            log.warning("rate limit %s: the limiter's database session was lost (%s); reconnecting", self.name,
-                        str(exc).strip().splitlines()[0])
+            log.warning(
+                "rate limit %s: the limiter's database session was lost (%s); reconnecting",
+                self.name,
+                str(exc).strip().splitlines()[0],
+            )
         with self._db_lock:
             return work(self._pg())
 
@@ -108,8 +121,9 @@ class RateLimiter:
         return self._on_pg(work) if self.postgres else work(self.engine)
 
     def _grant(self, db: Any) -> tuple[int | None, float]:
-        return self.dialect.rate_limit_grant(db, self.limits, self.slots, self.name, self.calls, self.period,
-                                             IN_FLIGHT_HOLD)
+        return self.dialect.rate_limit_grant(
+            db, self.limits, self.slots, self.name, self.calls, self.period, IN_FLIGHT_HOLD
+        )
 
     def acquire(self) -> int:
         """Block until a request is allowed; return its slot, to `release` when the response is in."""
@@ -121,10 +135,21 @@ class RateLimiter:
         if waited:
             self.waits += 1
             self.waited_seconds += waited
-            log.info("rate limit %s: waited %.3fs for a slot (%d calls per %gs)", self.name, waited, self.calls,
-                     self.period, extra=event_fields("rate_limit_wait", source=self.name, wait_seconds=round(waited, 3),
-                                                     rate_limit_waits=self.waits, calls=self.calls,
-                                                     period_seconds=self.period))
+            log.info(
+                "rate limit %s: waited %.3fs for a slot (%d calls per %gs)",
+                self.name,
+                waited,
+                self.calls,
+                self.period,
+                extra=event_fields(
+                    "rate_limit_wait",
+                    source=self.name,
+                    wait_seconds=round(waited, 3),
+                    rate_limit_waits=self.waits,
+                    calls=self.calls,
+                    period_seconds=self.period,
+                ),
+            )
         return taken[0]
 
     def release(self, slot: int) -> None:

@@ -23,11 +23,13 @@ BODY_QUOTE_CHARS = 120  # what an error quotes of a response body
 # Query parameters whose value is a credential whatever the config says (a key written literally in `url`).
 _SECRET_PARAM = re.compile(
     r"(?i)([?&;](?:api[-_]?key|apikey|key|token|access[-_]?token|auth|authorization|secret|client[-_]?secret|"
-    r"password|passwd|pwd|sig|signature|session|sessionid|private[-_]?token)=)([^&#\s'\"]+)")
+    r"password|passwd|pwd|sig|signature|session|sessionid|private[-_]?token)=)([^&#\s'\"]+)"
+)
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
 # Header names whose values describe the request rather than authorise it.
-PUBLIC_HEADERS = frozenset({"accept", "accept-encoding", "accept-language", "content-type", "user-agent",
-                            "cache-control", "pragma"})
+PUBLIC_HEADERS = frozenset(
+    {"accept", "accept-encoding", "accept-language", "content-type", "user-agent", "cache-control", "pragma"}
+)
 _ADDRESS = re.compile(r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
 
 _lock = threading.Lock()
@@ -42,7 +44,9 @@ def _forms(value: str) -> set[str]:
 
 def register(*values: str | None) -> None:
     global _secrets
-    new = {f for v in values if v and len(v) >= MIN_SECRET_CHARS for f in _forms(v) if len(f) >= MIN_SECRET_CHARS}
+    new = {
+        f for v in values if v and len(v) >= MIN_SECRET_CHARS for f in _forms(v) if len(f) >= MIN_SECRET_CHARS
+    }
     with _lock:
         if new - set(_secrets):
             _secrets = tuple(sorted(set(_secrets) | new, key=len, reverse=True))
@@ -68,7 +72,9 @@ def register_header(name: str, value: str) -> None:
         parts.append(rest.strip())
         if scheme.lower() == "basic":
             try:
-                user, _, password = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
+                user, _, password = (
+                    base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")
+                )
                 parts += [f"{user}:{password}", password]
             except (binascii.Error, UnicodeDecodeError):
                 pass
@@ -180,4 +186,3 @@ def reveal(obj: Any) -> Any:
     if isinstance(obj, list):
         return [reveal(v) for v in obj]
     return obj
-

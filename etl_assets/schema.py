@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 # the spellings met in practice, looked up at C speed; anything else (padded, mixed case) takes the slow path
-_BOOL_FAST = {**{v: True for t in _TRUE for v in (t, t.upper(), t.capitalize())},
-              **{v: False for f in _FALSE for v in (f, f.upper(), f.capitalize())}}
+_BOOL_FAST = {
+    **{v: True for t in _TRUE for v in (t, t.upper(), t.capitalize())},
+    **{v: False for f in _FALSE for v in (f, f.upper(), f.capitalize())},
+}
 
 
 def _is_null(v: object) -> bool:
@@ -60,10 +62,17 @@ def _int_text(col: pd.Series, null: pd.Series) -> tuple[pd.Series, Problems]:
         return int_values(col.astype(object), null)
     trimmed = pc.utf8_trim_whitespace(arr)
     plain = pc.fill_null(pc.match_substring_regex(trimmed, _PLAIN_INT), False)
-    ints = pc.cast(pc.replace_substring_regex(pc.if_else(plain, trimmed, pa.scalar(None, arr.type)), r"^\+", ""),
-                   pa.int64())
-    out = pd.Series(pd.arrays.IntegerArray(pc.fill_null(ints, 0).to_numpy(zero_copy_only=False),
-                                           pc.is_null(ints).to_numpy(zero_copy_only=False)), index=col.index)
+    ints = pc.cast(
+        pc.replace_substring_regex(pc.if_else(plain, trimmed, pa.scalar(None, arr.type)), r"^\+", ""),
+        pa.int64(),
+    )
+    out = pd.Series(
+        pd.arrays.IntegerArray(
+            pc.fill_null(ints, 0).to_numpy(zero_copy_only=False),
+            pc.is_null(ints).to_numpy(zero_copy_only=False),
+        ),
+        index=col.index,
+    )
     problems = None
     rest = ~null.to_numpy(dtype=bool) & ~plain.to_numpy(zero_copy_only=False)
     if rest.any():
@@ -95,8 +104,9 @@ def _whole_floats_with_gaps(col: pd.Series) -> bool:
     if col.dtype.kind != "f" or not col.isna().any():
         return False
     present = col.dropna().to_numpy(dtype="float64")
-    return bool(len(present)) and bool((np.isfinite(present) & (present == np.floor(present))
-                                        & (np.abs(present) < 2.0 ** 63)).all())
+    return bool(len(present)) and bool(
+        (np.isfinite(present) & (present == np.floor(present)) & (np.abs(present) < 2.0**63)).all()
+    )
 
 
 def _day_month_kind(col: pd.Series) -> str | None:
@@ -132,8 +142,9 @@ def _as_text(v: object) -> object:
     return str(v)
 
 
-def _coerce_column(col: pd.Series, kind: str, name: str = "",
-                   rules: DateRules | None = None) -> tuple[pd.Series, Problems]:
+def _coerce_column(  # noqa: C901 - one branch per column type, each short; a table of lambdas would hide them
+    col: pd.Series, kind: str, name: str = "", rules: DateRules | None = None
+) -> tuple[pd.Series, Problems]:
     """Any column (an API page's Python ints, floats, bools, dicts...): (typed values, each value's problem)."""
     if kind == "integer" and col.dtype.kind == "i":  # int64 from pd.json_normalize: already exact
         return col.astype("Int64"), None
@@ -141,9 +152,13 @@ def _coerce_column(col: pd.Series, kind: str, name: str = "",
     null = obj.map(_is_null).astype(bool)
     if kind not in ("string", "json"):  # "NA", "null", "n/a" in a typed column mean no value
         null |= obj.map(_is_null_word).astype(bool)
-    if kind == "string" and _whole_floats_with_gaps(col):  # widened integers: "7", not "7.0"; no rounded digits
+    if kind == "string" and _whole_floats_with_gaps(
+        col
+    ):  # widened integers: "7", not "7.0"; no rounded digits
         ints, problems = int_values(obj, null)
-        return pd.Series([None if v is pd.NA else str(v) for v in ints], index=col.index, dtype=object), problems
+        return pd.Series(
+            [None if v is pd.NA else str(v) for v in ints], index=col.index, dtype=object
+        ), problems
     if kind == "string":
         text = obj.map(_as_text)
         # PostgreSQL text cannot hold NUL; the row goes to quarantine (raw kept) rather than fail the batch
@@ -154,6 +169,7 @@ def _coerce_column(col: pd.Series, kind: str, name: str = "",
         stripped = obj.where(null | obj.map(lambda v: not isinstance(v, str)), obj.astype(str).str.strip())
         return _floats(pd.to_numeric(stripped.where(~null, None), errors="coerce"), null)
     if kind == "boolean":
+
         def to_bool(v: object) -> object:
             if isinstance(v, bool | np.bool_):
                 return bool(v)
@@ -166,7 +182,10 @@ def _coerce_column(col: pd.Series, kind: str, name: str = "",
     if kind in ("timestamp", "date"):
         return timestamps(obj[~null].astype(str).str.strip(), col.index, kind, name, rules)
     if kind == "json":
-        def dumps(v: object) -> str:  # NaN/Infinity are not JSON (PostgreSQL's jsonb refuses them): ValueError
+
+        def dumps(
+            v: object,
+        ) -> str:  # NaN/Infinity are not JSON (PostgreSQL's jsonb refuses them): ValueError
             return json.dumps(v, ensure_ascii=False, sort_keys=True, allow_nan=False)
 
         def to_json(v: object) -> object:
@@ -183,8 +202,15 @@ def _coerce_column(col: pd.Series, kind: str, name: str = "",
         text = obj.where(null, obj.map(to_json)).where(~null, None)
         bad = text.map(lambda t: t is _NOT_JSON)
         nul = text.map(lambda t: isinstance(t, str) and _JSON_NUL.search(t) is not None)  # nor jsonb \u0000
-        problems = pd.Series(np.where(bad, "is not valid JSON (NaN, Infinity or a value JSON cannot hold)",
-                                      np.where(nul, NUL_BYTE, None)), index=col.index, dtype=object)
+        problems = pd.Series(
+            np.where(
+                bad,
+                "is not valid JSON (NaN, Infinity or a value JSON cannot hold)",
+                np.where(nul, NUL_BYTE, None),
+            ),
+            index=col.index,
+            dtype=object,
+        )
         return text.where(~bad, None), or_none(problems)
     raise ValueError(f"unknown column type {kind!r}")
 
@@ -196,7 +222,6 @@ def _is_text_column(col: pd.Series) -> bool:
     return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
 
 
-
 def _text_null(col: pd.Series) -> pd.Series:
     return (col.isna() | (col == "")).astype(bool)
 
@@ -206,8 +231,10 @@ _CANONICAL = {
     "integer": (r"^-?[0-9]{1,18}$", pa.int64()),
     "float": (r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$", pa.float64()),
     "boolean": (r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$", pa.bool_()),
-    "timestamp": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})$",
-                  pa.timestamp("us", tz="UTC")),
+    "timestamp": (
+        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})$",
+        pa.timestamp("us", tz="UTC"),
+    ),
     "date": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", pa.date32()),
 }
 
@@ -243,16 +270,20 @@ def _arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
     mask = pc.is_null(typed).to_numpy(zero_copy_only=False)
     if kind in ("integer", "float", "boolean"):
         values = pc.fill_null(typed, False if kind == "boolean" else 0).to_numpy(zero_copy_only=False)
-        cls = {"integer": pd.arrays.IntegerArray, "float": pd.arrays.FloatingArray,
-               "boolean": pd.arrays.BooleanArray}[kind]
+        cls = {
+            "integer": pd.arrays.IntegerArray,
+            "float": pd.arrays.FloatingArray,
+            "boolean": pd.arrays.BooleanArray,
+        }[kind]
         return pd.Series(cls(values, mask), index=col.index)
     if kind == "date":  # naive datetime64 at midnight, as `dates.as_date` gives
         typed = pc.cast(typed, pa.timestamp("us"))
     return typed.to_pandas().set_axis(col.index)
 
 
-def _coerce_text_column(col: pd.Series, kind: str, fast: bool = True, name: str = "",
-                        rules: DateRules | None = None) -> tuple[pd.Series, Problems]:
+def _coerce_text_column(
+    col: pd.Series, kind: str, fast: bool = True, name: str = "", rules: DateRules | None = None
+) -> tuple[pd.Series, Problems]:
     """The vectorised twin of `_coerce_column` for a column of strings: Arrow first when every value is spelled
     canonically; else parse everything at C speed, and only look again (strip, null words, slower formats) at
     the few values the first pass could not read."""
@@ -261,13 +292,16 @@ def _coerce_text_column(col: pd.Series, kind: str, fast: bool = True, name: str 
     typed = _arrow_fast(col, kind) if fast and not dated else None
     if typed is not None:
         return typed, None
-    if kind == "string" and fast and (arr := arrow_text(col)) is not None:  # NULL: missing or ""; NUL bytes: bad
+    if (
+        kind == "string" and fast and (arr := arrow_text(col)) is not None
+    ):  # NULL: missing or ""; NUL bytes: bad
         null = pc.or_kleene(pc.is_null(arr), pc.equal(arr, "")).to_numpy(zero_copy_only=False)
         nul = pc.fill_null(pc.match_substring(arr, "\x00"), False).to_numpy(zero_copy_only=False)
         values = arr.to_numpy(zero_copy_only=False)
         values[null] = None
-        return pd.Series(values, index=col.index, dtype=object), problems_where(pd.Series(nul, index=col.index),
-                                                                           NUL_BYTE)
+        return pd.Series(values, index=col.index, dtype=object), problems_where(
+            pd.Series(nul, index=col.index), NUL_BYTE
+        )
     null = _text_null(col)
     if kind in ("string", "json"):
         obj = col.astype(object).where(~null, None)
@@ -325,7 +359,7 @@ def _one_by_one(col: pd.Series, kind: str, name: str, rules: DateRules) -> tuple
     """The reference path at its slowest: each value alone, so only a value that cannot be typed is quarantined."""
     values, problems = [], []
     for i in range(len(col)):
-        one = col.iloc[i:i + 1].astype(object)
+        one = col.iloc[i : i + 1].astype(object)
         try:
             v, p = _coerce_column(one, kind, name, rules)
         except _UNFORESEEN as exc:
@@ -336,8 +370,12 @@ def _one_by_one(col: pd.Series, kind: str, name: str, rules: DateRules) -> tuple
     return pd.concat(values), or_none(pd.concat(problems))
 
 
-def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable[str] = (),
-           dates: DateRules | None = None) -> Coerced:
+def coerce(
+    frame: pd.DataFrame,
+    schema: Mapping[str, str],
+    primary_key: Iterable[str] = (),
+    dates: DateRules | None = None,
+) -> Coerced:
     """Type every column of `schema`; a row with any value that does not fit goes to quarantine with its reason.
     `dates`: the source's date keys and the day/month orders decided so far (pass the same one for every batch
     of a run); a fresh one decides from this batch alone."""
@@ -353,7 +391,9 @@ def coerce(frame: pd.DataFrame, schema: Mapping[str, str], primary_key: Iterable
         if problems is not None and (bad := problems.notna()).any():
             first = reasons.isna() & bad
             shown = frame[name][first].astype(str).str.slice(0, 80)
-            reasons[first] = [f"column '{name}': {v!r} {p}" for v, p in zip(shown, problems[first], strict=True)]
+            reasons[first] = [
+                f"column '{name}': {v!r} {p}" for v, p in zip(shown, problems[first], strict=True)
+            ]
     for key in primary_key:
         missing = reasons.isna() & typed[key].isna()
         if missing.any():

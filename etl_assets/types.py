@@ -47,7 +47,7 @@ def is_missing(v: object) -> bool:
         return False
 
 
-def _kind(v: object) -> str:
+def _kind(v: object) -> str:  # noqa: C901 - one test per type, narrowest first
     """The narrowest type one non-missing value fits."""
     if isinstance(v, bool) or type(v).__name__ == "bool_":
         return "boolean"
@@ -74,7 +74,11 @@ def _kind(v: object) -> str:
             parsed = datetime.fromisoformat(s.replace(" ", "T", 1) if len(s) > 10 else s)
         except ValueError:
             return "string"
-        return "date" if len(s) == 10 and parsed == datetime(parsed.year, parsed.month, parsed.day) else "timestamp"
+        return (
+            "date"
+            if len(s) == 10 and parsed == datetime(parsed.year, parsed.month, parsed.day)
+            else "timestamp"
+        )
     m = _US_DATE_RE.fullmatch(s)
     if m and 1 <= int(m.group(1)) <= 12 and 1 <= int(m.group(2)) <= 31:
         return "timestamp" if m.group(4) else "date"
@@ -133,4 +137,3 @@ def coercible(expected: str, observed: str) -> bool:
     if expected == observed or expected == "string":
         return True
     return (expected, observed) in {("float", "integer"), ("timestamp", "date")}
-

@@ -23,8 +23,13 @@ PG_ADMIN_URL = os.environ.get("ETL_TEST_PG_URL", "postgresql://postgres@127.0.0.
 
 _PG_FIXTURES = {"pg_server", "pg_url", "pg_warehouse", "dagster_pg", "dagster_db", "instance"}
 _E2E_FILES = {"test_stack_e2e.py", "test_dagster_cli.py", "test_secret_channels.py", "test_deploy_files.py"}
-_SLOW_FILES = {"test_resilience.py", "test_stack_e2e.py", "test_observability.py", "test_secret_channels.py",
-               "test_known_failures.py"}
+_SLOW_FILES = {
+    "test_resilience.py",
+    "test_stack_e2e.py",
+    "test_observability.py",
+    "test_secret_channels.py",
+    "test_known_failures.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

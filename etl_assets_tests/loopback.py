@@ -48,15 +48,21 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+            disable_nagle_algorithm = (
+                True  # headers and body go out in two writes: Nagle would hold the body 40 ms
+            )
 
             def log_message(self, *args: object) -> None:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
                 url = urlparse(self.path)
-                seen = Seen(url.path, {k: v[-1] for k, v in parse_qs(url.query).items()},
-                            {k.lower(): v for k, v in self.headers.items()}, time.monotonic())
+                seen = Seen(
+                    url.path,
+                    {k: v[-1] for k, v in parse_qs(url.query).items()},
+                    {k.lower(): v for k, v in self.headers.items()},
+                    time.monotonic(),
+                )
                 owner.requests.append(seen)
                 route = owner.routes.get(url.path)
                 reply = route(seen) if route else Reply(404, {"error": "no route"})

@@ -12,7 +12,11 @@ from .conftest import REPO
 def test_shipped_sources_file_is_valid():
     specs = load_sources(REPO / "sources.yaml")
     assert {n: s.kind for n, s in specs.items()} == {
-        "orders": "csv", "customers": "api", "events": "api", "releases": "rss"}
+        "orders": "csv",
+        "customers": "api",
+        "events": "api",
+        "releases": "rss",
+    }
     # two APIs with different pagination styles
     assert {specs["customers"].pagination.type, specs["events"].pagination.type} == {"page", "cursor"}
     assert specs["orders"].path.startswith(str(REPO))  # relative to the sources file
@@ -36,23 +40,41 @@ def test_bad_file_names_source_key_path_and_expectation(tmp_path):
     assert all(ln.startswith(str(path)) for ln in lines)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("Orders:\n  kind: csv\n  path: x\n", "snake_case"),
-    ("orders:\n  path: x\n", "key 'kind': required"),
-    ("orders: [1, 2]\n", "expected a mapping"),
-    ("- a\n- b\n", "expected a mapping of source name"),
-    ("orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  primary_key: [order_id]\n", "primary_key"),
-    ("orders:\n  kind: csv\n  path: x\n  schedule: every hour\n", "cron"),
-    ("e:\n  kind: api\n  url: ${NOT_SET_ANYWHERE_X}/x\n", "NOT_SET_ANYWHERE_X is not set"),
-    ("orders: {kind: csv, path: [\n", "not valid YAML"),
-    ("orders:\n  kind: csv\n  path: x\n  path: y\n", "s.yaml:4: source 'orders': key 'path' is given twice"),
-    ("orders:\n  kind: csv\n  path: x\norders:\n  kind: csv\n  path: y\n", "s.yaml:4: source 'orders' is defined twice"),
-    ("orders:\n  kind: csv\n  path: x\n  encoding: klingon\n", "unknown text encoding 'klingon'"),
-    ("orders:\n  kind: csv\n  path: x\n  schedule: 61 25 * * mon\n", "minute 61 is out of range 0-59"),
-    ("orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  column_map: {ID: idd}\n", "column_map values"),
-    ("orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  drift: {required: [x]}\n", "drift.required ['x']"),
-    ("orders:\n  kind: csv\n  path: x\n  table: " + "t" * 64 + "\n", "set `table:` to a shorter name"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("Orders:\n  kind: csv\n  path: x\n", "snake_case"),
+        ("orders:\n  path: x\n", "key 'kind': required"),
+        ("orders: [1, 2]\n", "expected a mapping"),
+        ("- a\n- b\n", "expected a mapping of source name"),
+        (
+            "orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  primary_key: [order_id]\n",
+            "primary_key",
+        ),
+        ("orders:\n  kind: csv\n  path: x\n  schedule: every hour\n", "cron"),
+        ("e:\n  kind: api\n  url: ${NOT_SET_ANYWHERE_X}/x\n", "NOT_SET_ANYWHERE_X is not set"),
+        ("orders: {kind: csv, path: [\n", "not valid YAML"),
+        (
+            "orders:\n  kind: csv\n  path: x\n  path: y\n",
+            "s.yaml:4: source 'orders': key 'path' is given twice",
+        ),
+        (
+            "orders:\n  kind: csv\n  path: x\norders:\n  kind: csv\n  path: y\n",
+            "s.yaml:4: source 'orders' is defined twice",
+        ),
+        ("orders:\n  kind: csv\n  path: x\n  encoding: klingon\n", "unknown text encoding 'klingon'"),
+        ("orders:\n  kind: csv\n  path: x\n  schedule: 61 25 * * mon\n", "minute 61 is out of range 0-59"),
+        (
+            "orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  column_map: {ID: idd}\n",
+            "column_map values",
+        ),
+        (
+            "orders:\n  kind: csv\n  path: x\n  columns: {id: integer}\n  drift: {required: [x]}\n",
+            "drift.required ['x']",
+        ),
+        ("orders:\n  kind: csv\n  path: x\n  table: " + "t" * 64 + "\n", "set `table:` to a shorter name"),
+    ],
+)
 def test_each_mistake_is_refused_with_a_clear_line(tmp_path, text, needle):
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -79,21 +101,28 @@ def test_rss_defaults_to_feed_columns_keyed_by_entry_id(tmp_path):
 
 
 def test_validate_cli_exit_codes(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "etl_assets.cli", "validate", str(REPO / "sources.yaml")],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", "validate", str(REPO / "sources.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "4 source(s) valid" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("orders:\n  kind: csv\n")
-    res = subprocess.run([sys.executable, "-m", "etl_assets.cli", "validate", str(bad)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", "validate", str(bad)], capture_output=True, text=True
+    )
     assert res.returncode == 1
     assert f"{bad}: source 'orders': key 'path': Field required" in res.stderr
 
 
 def test_lenient_load_returns_the_valid_specs_and_each_bad_source_s_lines(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("a:\n  kind: csv\n  path: x\nb:\n  kind: csv\n  path: x\n  encoding: klingon\n  chunk_rows: 0\n"
-                    "c:\n  kind: api\n  url: http://h/x\n  headers: {X-Key: '${NOT_SET_ANYWHERE_X}'}\n")
+    path.write_text(
+        "a:\n  kind: csv\n  path: x\nb:\n  kind: csv\n  path: x\n  encoding: klingon\n  chunk_rows: 0\n"
+        "c:\n  kind: api\n  url: http://h/x\n  headers: {X-Key: '${NOT_SET_ANYWHERE_X}'}\n"
+    )
     specs, problems = load_sources(path, lenient=True)
     assert sorted(specs) == ["a", "c"]  # an unset header variable may be set where the run executes
     assert list(problems) == ["b"] and len(problems["b"]) == 2
@@ -104,6 +133,8 @@ def test_lenient_load_returns_the_valid_specs_and_each_bad_source_s_lines(tmp_pa
     with pytest.raises(ConfigError) as err:  # what validate asks: the header's too
         load_sources(path, header_env=True)
     lines = str(err.value).splitlines()
-    assert len(lines) == 3 and lines[2] == (f"{path}: source 'c': headers.X-Key uses ${{NOT_SET_ANYWHERE_X}} but "
-                                            "NOT_SET_ANYWHERE_X is not set; export it or write "
-                                            "${NOT_SET_ANYWHERE_X:-default}")
+    assert len(lines) == 3 and lines[2] == (
+        f"{path}: source 'c': headers.X-Key uses ${{NOT_SET_ANYWHERE_X}} but "
+        "NOT_SET_ANYWHERE_X is not set; export it or write "
+        "${NOT_SET_ANYWHERE_X:-default}"
+    )

@@ -51,9 +51,12 @@ def _guessed_by_chardet(entry: dict, parsed) -> str | None:
     import feedparser
     import feedparser.encodings
 
-    if feedparser.encodings.lazy_chardet_encoding and isinstance(parsed.get("bozo_exception"),
-                                                                 feedparser.CharacterEncodingOverride):
-        return f"{entry['path']}: {parsed.bozo_exception} (chardet's guess; the Expect line assumes no chardet)"
+    if feedparser.encodings.lazy_chardet_encoding and isinstance(
+        parsed.get("bozo_exception"), feedparser.CharacterEncodingOverride
+    ):
+        return (
+            f"{entry['path']}: {parsed.bozo_exception} (chardet's guess; the Expect line assumes no chardet)"
+        )
     return None
 
 
@@ -76,8 +79,12 @@ def test_feed_expectation_through_our_http_path(entry, server, feed_warehouse):
     content = (CORPUS / "feeds" / entry["path"]).read_bytes()
     headers = dict(entry.get("http_headers") or {"Content-Type": "application/xml"})
     url = server.route("/feed.xml", lambda r: Reply(body=content, headers=headers))
-    spec = RssSource(name="feed_" + hashlib.md5(entry["path"].encode()).hexdigest()[:12], kind="rss", url=url,
-                     retry={"max_retries": 0})
+    spec = RssSource(
+        name="feed_" + hashlib.md5(entry["path"].encode()).hexdigest()[:12],
+        kind="rss",
+        url=url,
+        retry={"max_retries": 0},
+    )
     ex = RssExtractor(spec)
     fetched, _, resp_headers = ex._fetch({})
     assert fetched == content  # the bytes reach feedparser untouched
@@ -153,37 +160,73 @@ def test_github_link_header_pages(server):
 
 def test_reddit_listing_cursor(server, warehouse):
     root = corpus_dir("api", "reddit", "pages")
-    pages = [json.loads((root / f"TestLiveThread.test_updates.page{i}.json").read_text())["body"] for i in (1, 2, 3)]
+    pages = [
+        json.loads((root / f"TestLiveThread.test_updates.page{i}.json").read_text())["body"]
+        for i in (1, 2, 3)
+    ]
     by_after = {None: pages[0], pages[0]["data"]["after"]: pages[1], pages[1]["data"]["after"]: pages[2]}
     url = server.route("/live/ukaeu1ik4sw5", lambda r: Reply(body=by_after[r.query.get("after")]))
-    spec = _api("reddit_live", url, records_path="data.children", primary_key=["data__id"],
-                pagination={"type": "cursor", "cursor_param": "after", "cursor_path": "data.after"})
+    spec = _api(
+        "reddit_live",
+        url,
+        records_path="data.children",
+        primary_key=["data__id"],
+        pagination={"type": "cursor", "cursor_param": "after", "cursor_path": "data.after"},
+    )
     stats = ingest(spec, warehouse, "r1")
     assert (stats.processed, stats.inserted) == (200, 200)
-    assert [r.query.get("after") for r in server.requests] == [None, pages[0]["data"]["after"],
-                                                               pages[1]["data"]["after"]]
+    assert [r.query.get("after") for r in server.requests] == [
+        None,
+        pages[0]["data"]["after"],
+        pages[1]["data"]["after"],
+    ]
     assert ingest(spec, warehouse, "r2").inserted == 0
 
 
 def test_reddit_empty_string_cursor_ends(server):
     root = corpus_dir("api", "reddit", "pages")
-    p1, p2 = (json.loads((root / f"TestAnnouncementHelper.test_call__pagination.page{i}.json").read_text())["body"]
-              for i in (1, 2))
+    p1, p2 = (
+        json.loads((root / f"TestAnnouncementHelper.test_call__pagination.page{i}.json").read_text())["body"]
+        for i in (1, 2)
+    )
     url = server.route("/announcements", lambda r: Reply(body=p2 if r.query.get("after") else p1))
-    rows = _records(_api("ann", url, records_path="data",
-                         pagination={"type": "cursor", "cursor_param": "after", "cursor_path": "after"}))
+    rows = _records(
+        _api(
+            "ann",
+            url,
+            records_path="data",
+            pagination={"type": "cursor", "cursor_param": "after", "cursor_path": "after"},
+        )
+    )
     assert len(rows) == len(p1["data"]) + len(p2["data"]) and len(server.requests) == 2
 
 
-@pytest.mark.parametrize("first, follow, records, cursor_path", [
-    ("web_response_conversations_list_pagination.json", {"has_page2": "web_response_conversations_list_pagination_has_page2.json",
-                                                         "has_page3": "web_response_conversations_list.json"},
-     "channels", "response_metadata.next_cursor"),
-    ("web_response_users_list_pagination.json", {"1": "web_response_users_list_pagination_1.json"},
-     "members", "response_metadata.next_cursor"),  # an integer cursor
-    ("web_response_admin_convo_pagination.json", {"1": "web_response_admin_convo_pagination_1.json"},
-     "conversations", "next_cursor"),  # the cursor at the top level
-])
+@pytest.mark.parametrize(
+    "first, follow, records, cursor_path",
+    [
+        (
+            "web_response_conversations_list_pagination.json",
+            {
+                "has_page2": "web_response_conversations_list_pagination_has_page2.json",
+                "has_page3": "web_response_conversations_list.json",
+            },
+            "channels",
+            "response_metadata.next_cursor",
+        ),
+        (
+            "web_response_users_list_pagination.json",
+            {"1": "web_response_users_list_pagination_1.json"},
+            "members",
+            "response_metadata.next_cursor",
+        ),  # an integer cursor
+        (
+            "web_response_admin_convo_pagination.json",
+            {"1": "web_response_admin_convo_pagination_1.json"},
+            "conversations",
+            "next_cursor",
+        ),  # the cursor at the top level
+    ],
+)
 def test_slack_cursor_variants(server, first, follow, records, cursor_path):
     root = corpus_dir("api", "slack")
 
@@ -192,8 +235,14 @@ def test_slack_cursor_variants(server, first, follow, records, cursor_path):
         return Reply(body=json.loads((root / (follow[cur] if cur else first)).read_text()))
 
     url = server.route("/api/slack.method", route)
-    rows = _records(_api("slack", url, records_path=records,
-                         pagination={"type": "cursor", "cursor_param": "cursor", "cursor_path": cursor_path}))
+    rows = _records(
+        _api(
+            "slack",
+            url,
+            records_path=records,
+            pagination={"type": "cursor", "cursor_param": "cursor", "cursor_path": cursor_path},
+        )
+    )
     expected = sum(len(json.loads((root / f).read_text())[records]) for f in [first, *follow.values()])
     assert len(rows) == expected and len(server.requests) == len(follow) + 1
 
@@ -206,13 +255,22 @@ def test_stripe_has_more_starting_after(server):
     def route(req):
         after, limit = req.query.get("starting_after"), int(req.query["limit"])
         start = next((i + 1 for i, o in enumerate(objects) if o["id"] == after), 0)
-        page = objects[start: start + limit]
+        page = objects[start : start + limit]
         return Reply(body={**links, "data": page, "has_more": start + limit < len(objects)})
 
     url = server.route("/v1/file_links", route)
-    spec = _api("stripe", url, params={"limit": 2}, records_path="data",
-                pagination={"type": "cursor", "cursor_param": "starting_after", "cursor_path": "$last.id",
-                            "has_more_path": "has_more"})
+    spec = _api(
+        "stripe",
+        url,
+        params={"limit": 2},
+        records_path="data",
+        pagination={
+            "type": "cursor",
+            "cursor_param": "starting_after",
+            "cursor_path": "$last.id",
+            "has_more_path": "has_more",
+        },
+    )
     rows = _records(spec)
     assert [r["id"] for r in rows] == [o["id"] for o in objects] and len(server.requests) == 3
 
@@ -240,23 +298,35 @@ def json_server(server):
         limit = int(req.query.get("_limit", "10"))
         if "_start" in req.query:
             start = int(req.query["_start"])
-            return Reply(body=posts[start: start + limit])
+            return Reply(body=posts[start : start + limit])
         page = int(req.query.get("_page", "1"))
         last = -(-len(posts) // limit)
-        links = [f'<{server.base}/posts?{urlencode({"_page": p, "_limit": limit})}>; rel="{rel}"'
-                 for rel, p in (("first", 1), ("next", page + 1), ("last", last)) if rel != "next" or page < last]
-        return Reply(body=posts[(page - 1) * limit: page * limit],
-                     headers={"Link": ", ".join(links), "X-Total-Count": str(len(posts))})
+        links = [
+            f'<{server.base}/posts?{urlencode({"_page": p, "_limit": limit})}>; rel="{rel}"'
+            for rel, p in (("first", 1), ("next", page + 1), ("last", last))
+            if rel != "next" or page < last
+        ]
+        return Reply(
+            body=posts[(page - 1) * limit : page * limit],
+            headers={"Link": ", ".join(links), "X-Total-Count": str(len(posts))},
+        )
 
     return server.route("/posts", route), posts
 
 
 def test_jsonplaceholder_page_offset_and_link(json_server, warehouse):
     url, posts = json_server
-    page = _api("posts", url, primary_key=["id"],
-                pagination={"type": "page", "page_param": "_page", "size_param": "_limit", "size": 30})
-    offset = _api("posts", url, pagination={"type": "offset", "offset_param": "_start", "limit_param": "_limit",
-                                            "limit": 30})
+    page = _api(
+        "posts",
+        url,
+        primary_key=["id"],
+        pagination={"type": "page", "page_param": "_page", "size_param": "_limit", "size": 30},
+    )
+    offset = _api(
+        "posts",
+        url,
+        pagination={"type": "offset", "offset_param": "_start", "limit_param": "_limit", "limit": 30},
+    )
     link = _api("posts", url + "?_page=1&_limit=30", pagination={"type": "link_header"})
     for spec in (page, offset, link):
         assert [r["id"] for r in _records(spec)] == [p["id"] for p in posts]
@@ -269,7 +339,9 @@ def test_hackernews_item_without_pagination(server):
     item = json.loads((root / "item_8863.json").read_text())
     url = server.route("/v0/item/8863.json", lambda r: Reply(body=item))
     # `records_path: ""` expects a list: an object is refused in one line that says how to take it as one record
-    with pytest.raises(SourceError, match=r"the body is an object, not a list of records.*records_path: '\.'"):
+    with pytest.raises(
+        SourceError, match=r"the body is an object, not a list of records.*records_path: '\.'"
+    ):
         _records(_api("hn", url))
     rows = _records(_api("hn", url, records_path="."))
     assert len(rows) == 1 and rows[0]["id"] == 8863 and rows[0]["kids"] == item["kids"]
@@ -278,8 +350,11 @@ def test_hackernews_item_without_pagination(server):
 # -- messy CSVs -------------------------------------------------------------------------------------------------
 
 _CSV_DIR = CORPUS / "csv-messy"
-CSVS = sorted(p.name for p in _CSV_DIR.iterdir() if p.suffix in (".csv", ".tsv", ".psv", ".ssv")) \
-    if _CSV_DIR.exists() else []
+CSVS = (
+    sorted(p.name for p in _CSV_DIR.iterdir() if p.suffix in (".csv", ".tsv", ".psv", ".ssv"))
+    if _CSV_DIR.exists()
+    else []
+)
 
 
 @pytest.mark.parametrize("name", CSVS)
@@ -299,14 +374,27 @@ def test_messy_csv_loads_or_quarantines_never_crashes(name, pg_warehouse):
     assert again.processed == 0  # each file once
 
 
-@pytest.mark.parametrize("name, columns, first", [
-    ("simple.psv", ["Year", "New dwellings", "Other dwellings", "All dwellings", "First time buyers",
-                    "Former owner occupiers"], "1986"),
-    ("simple.ssv", ["date", "temperature", "place"], "2011-01-01"),
-    ("utf8bom.csv", None, None),
-    ("utf-16le_encoded.csv", None, None),
-    ("example.tsv", None, "2012-06-22 00:00:00"),
-])
+@pytest.mark.parametrize(
+    "name, columns, first",
+    [
+        (
+            "simple.psv",
+            [
+                "Year",
+                "New dwellings",
+                "Other dwellings",
+                "All dwellings",
+                "First time buyers",
+                "Former owner occupiers",
+            ],
+            "1986",
+        ),
+        ("simple.ssv", ["date", "temperature", "place"], "2011-01-01"),
+        ("utf8bom.csv", None, None),
+        ("utf-16le_encoded.csv", None, None),
+        ("example.tsv", None, "2012-06-22 00:00:00"),
+    ],
+)
 def test_messy_csv_dialects_detected(name, columns, first):
     path = corpus_dir("csv-messy") / name
     from etl_assets.extract.csv import CsvExtractor

@@ -14,12 +14,16 @@ def spec(path, **kw):
 
 
 def write_rows(path, n, start=1, encoding="utf-8", sep=","):
-    lines = [HEADER.replace(",", sep)] + [f"{i}{sep}name {i}{sep}{i * 1.5}\n" for i in range(start, start + n)]
+    lines = [HEADER.replace(",", sep)] + [
+        f"{i}{sep}name {i}{sep}{i * 1.5}\n" for i in range(start, start + n)
+    ]
     path.write_bytes("".join(lines).encode(encoding))
 
 
-@pytest.mark.parametrize("encoding, expected", [
-    ("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("utf-16", "utf-16"), ("latin-1", "cp1252")])
+@pytest.mark.parametrize(
+    "encoding, expected",
+    [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("utf-16", "utf-16"), ("latin-1", "cp1252")],
+)
 def test_encodings_detected_and_decoded(tmp_path, encoding, expected):
     path = tmp_path / "f.csv"
     path.write_bytes("id,city\n1,Zürich\n2,Malmö\n3,Ålesund\n".encode(encoding))
@@ -50,7 +54,18 @@ def test_streams_in_chunks_with_positions(tmp_path):
     write_rows(path, 95)
     batches = list(CsvExtractor(spec(path, chunk_rows=10)).batches(None))
     assert [len(b.frame) for b in batches] == [10] * 9 + [5]
-    assert [b.position["files"][str(path)]["rows"] for b in batches] == [10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+    assert [b.position["files"][str(path)]["rows"] for b in batches] == [
+        10,
+        20,
+        30,
+        40,
+        50,
+        60,
+        70,
+        80,
+        90,
+        95,
+    ]
     assert [b.position["files"][str(path)]["complete"] for b in batches] == [False] * 9 + [True]
     assert list(batches[3].frame.index) == list(range(31, 41))  # row numbers are stable identities
 
@@ -94,14 +109,18 @@ def test_empty_glob_is_quiet_but_missing_file_is_an_error(tmp_path):
     assert list(CsvExtractor(spec(tmp_path / "none" / "*.csv")).batches(None)) == []
     with pytest.raises(SourceError) as err:
         list(CsvExtractor(spec(tmp_path / "missing.csv")).batches(None))
-    assert str(err.value).startswith("source 'orders': path ") and "missing.csv: file not found" in str(err.value)
+    assert str(err.value).startswith("source 'orders': path ") and "missing.csv: file not found" in str(
+        err.value
+    )
 
 
 def test_header_only_file_is_marked_done(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text(HEADER)
     batches = list(CsvExtractor(spec(path)).batches(None))
-    assert len(batches) == 1 and batches[0].frame.empty and batches[0].position["files"][str(path)]["complete"]
+    assert (
+        len(batches) == 1 and batches[0].frame.empty and batches[0].position["files"][str(path)]["complete"]
+    )
 
 
 def test_bad_rows_quarantined_with_file_row_and_reason_rest_loads(tmp_path, pg_warehouse):
@@ -109,21 +128,32 @@ def test_bad_rows_quarantined_with_file_row_and_reason_rest_loads(tmp_path, pg_w
     path.write_text(
         "order_id,qty,price,ordered_at,paid\n"
         "1,2,9.5,2024-01-01T10:00:00Z,true\n"
-        "2,two,9.5,2024-01-01,false\n"          # qty not an integer
-        "3,1,cheap,2024-01-02,true\n"           # price not a float
-        "4,1,1.0,not a date,yes\n"              # timestamp
-        ",1,1.0,2024-01-02,no\n"                # empty primary key
-        "5,1,1.0,2024-01-03,maybe\n"            # boolean
-        "6,1,1.0,2024-01-03,1,surplus\n"        # ragged: one field too many
+        "2,two,9.5,2024-01-01,false\n"  # qty not an integer
+        "3,1,cheap,2024-01-02,true\n"  # price not a float
+        "4,1,1.0,not a date,yes\n"  # timestamp
+        ",1,1.0,2024-01-02,no\n"  # empty primary key
+        "5,1,1.0,2024-01-03,maybe\n"  # boolean
+        "6,1,1.0,2024-01-03,1,surplus\n"  # ragged: one field too many
         "7,3,2.25,2024-01-04 08:00,0\n"
     )
-    s = spec(path, primary_key=["order_id"], columns={
-        "order_id": "integer", "qty": "integer", "price": "float", "ordered_at": "timestamp", "paid": "boolean"})
+    s = spec(
+        path,
+        primary_key=["order_id"],
+        columns={
+            "order_id": "integer",
+            "qty": "integer",
+            "price": "float",
+            "ordered_at": "timestamp",
+            "paid": "boolean",
+        },
+    )
     stats = ingest(s, pg_warehouse, "run-1")
     assert (stats.processed, stats.inserted, stats.failed) == (8, 2, 6)
     with pg_warehouse.engine.connect() as c:
         rows = c.exec_driver_sql("SELECT order_id, qty, price, paid FROM orders ORDER BY order_id").fetchall()
-        q = c.exec_driver_sql("SELECT location, row_number, reason, raw FROM etl_quarantine ORDER BY row_number")
+        q = c.exec_driver_sql(
+            "SELECT location, row_number, reason, raw FROM etl_quarantine ORDER BY row_number"
+        )
         quarantined = q.fetchall()
     assert rows == [(1, 2, 9.5, True), (7, 3, 2.25, False)]
     reasons = {r[1]: r[2] for r in quarantined}
@@ -142,7 +172,14 @@ def test_inferred_schema_is_pinned_on_first_load(tmp_path, warehouse):
     path.write_text("sku,count,ratio,seen,when\nA1,3,0.5,true,2024-02-01\nB2,4,1.5,false,2024-02-02\n")
     ingest(spec(path, primary_key=["sku"]), warehouse, "r1")
     assert warehouse.pinned_schema("orders", "orders") == {
-        "sku": "string", "count": "integer", "ratio": "float", "seen": "boolean", "when": "date"}
-    path.write_text("sku,count,ratio,seen,when\nC3,many,2.5,true,2024-02-03\n")  # pinned: 'many' is quarantined
+        "sku": "string",
+        "count": "integer",
+        "ratio": "float",
+        "seen": "boolean",
+        "when": "date",
+    }
+    path.write_text(
+        "sku,count,ratio,seen,when\nC3,many,2.5,true,2024-02-03\n"
+    )  # pinned: 'many' is quarantined
     stats = ingest(spec(path, primary_key=["sku"]), warehouse, "r2")
     assert (stats.inserted, stats.failed) == (0, 1)

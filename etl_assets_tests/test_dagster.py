@@ -35,10 +35,18 @@ def _defs():
 
 def test_definitions_jobs_schedules_sensors():
     defs = _defs()
-    assert {j.name for j in defs.jobs} == {"ingest_all", "ingest_orders", "ingest_customers", "ingest_events",
-                                           "ingest_releases"}
+    assert {j.name for j in defs.jobs} == {
+        "ingest_all",
+        "ingest_orders",
+        "ingest_customers",
+        "ingest_events",
+        "ingest_releases",
+    }
     assert {s.name: s.cron_schedule for s in defs.schedules} == {
-        "customers_schedule": "0 * * * *", "events_schedule": "*/15 * * * *", "releases_schedule": "0 6 * * *"}
+        "customers_schedule": "0 * * * *",
+        "events_schedule": "*/15 * * * *",
+        "releases_schedule": "0 6 * * *",
+    }
     assert [s.name for s in defs.sensors] == ["orders_drop_sensor", "etl_metrics_sensor"]
     graph = defs.resolve_asset_graph()
     orders = graph.get(next(k for k in graph.get_all_asset_keys() if k.path == ["orders"]))
@@ -55,39 +63,63 @@ def test_materialize_all_assets_into_postgres(demo_api, pg_url):
     instance = DagsterInstance.ephemeral()
     result = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)}, instance=instance)
     assert result.success
-    md = {n: result.asset_materializations_for_node(n)[0].metadata for n in
-          ("orders", "customers", "events", "releases")}
+    md = {
+        n: result.asset_materializations_for_node(n)[0].metadata
+        for n in ("orders", "customers", "events", "releases")
+    }
     assert {n: m["records_inserted"].value for n, m in md.items()} == {
-        "orders": 199, "customers": 60, "events": 90, "releases": 12}
+        "orders": 199,
+        "customers": 60,
+        "events": 90,
+        "releases": 12,
+    }
     assert md["orders"]["records_failed"].value == 1  # 'two' is not a quantity
     assert md["orders"]["dagster/row_count"].value == 199
     assert [c.name for c in md["customers"]["dagster/column_schema"].schema.columns] == [
-        "id", "name", "email", "country", "signed_up_at", "vip"]
+        "id",
+        "name",
+        "email",
+        "country",
+        "signed_up_at",
+        "vip",
+    ]
     assert md["events"]["checkpoint"].value == {"next": None, "watermark": "2026-11-25T13:39:00Z"}
     for m in md.values():
         assert {"records_processed", "records_updated", "duration_seconds", "source_location"} <= set(m)
     events = json.loads((REPO / "examples" / "api" / "events.json").read_text())
     with Warehouse(pg_url).engine.connect() as c:  # a missing value is NULL, never NaN or 'nan'
-        assert c.exec_driver_sql("SELECT count(*) FROM events WHERE amount IS NULL").scalar() == sum(
-            e["amount"] is None for e in events) > 0
+        assert (
+            c.exec_driver_sql("SELECT count(*) FROM events WHERE amount IS NULL").scalar()
+            == sum(e["amount"] is None for e in events)
+            > 0
+        )
         assert c.exec_driver_sql("SELECT count(*) FROM events WHERE amount = 'NaN'").scalar() == 0
     counts = Warehouse(pg_url).row_counts()
     assert (counts["orders"], counts["customers"], counts["events"], counts["releases"]) == (199, 60, 90, 12)
     again = materialize(assets, resources={"warehouse": WarehouseResource(url=pg_url)}, instance=instance)
-    assert sum(again.asset_materializations_for_node(n)[0].metadata["records_inserted"].value
-               for n in ("orders", "customers", "events", "releases")) == 0
+    assert (
+        sum(
+            again.asset_materializations_for_node(n)[0].metadata["records_inserted"].value
+            for n in ("orders", "customers", "events", "releases")
+        )
+        == 0
+    )
     # nothing inserted: the row count is carried from the last materialization, not counted again
-    assert {n: again.asset_materializations_for_node(n)[0].metadata["dagster/row_count"].value
-            for n in ("orders", "customers", "events", "releases")} == {
-        "orders": 199, "customers": 60, "events": 90, "releases": 12}
+    assert {
+        n: again.asset_materializations_for_node(n)[0].metadata["dagster/row_count"].value
+        for n in ("orders", "customers", "events", "releases")
+    } == {"orders": 199, "customers": 60, "events": 90, "releases": 12}
 
 
 def test_source_error_fails_the_step_with_one_line_and_no_retry(server, make_sources, pg_url):
     url = server.route("/gone", lambda r: Reply(404, {"message": "Not Found"}))
-    path, _ = make_sources({"gone": {"kind": "api", "url": url, "retry": {"max_retries": 3, "delay_seconds": 0.01}}})
+    path, _ = make_sources(
+        {"gone": {"kind": "api", "url": url, "retry": {"max_retries": 3, "delay_seconds": 0.01}}}
+    )
     defs = build_definitions(str(path))
-    result = materialize(list(defs.assets), resources={"warehouse": WarehouseResource(url=pg_url)},
-                         raise_on_error=False)
+    result = materialize(
+        list(defs.assets), resources={"warehouse": WarehouseResource(url=pg_url)}, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert f"source 'gone': GET {url}: HTTP 404 Not Found" in failure.step_failure_data.error.message

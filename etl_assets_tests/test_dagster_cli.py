@@ -29,29 +29,46 @@ def test_job_execute_with_postgres_storage_lands_rows_and_reruns_insert_nothing(
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     info = psycopg.conninfo.conninfo_to_dict(dagster_pg)
     api = serve("127.0.0.1", 0)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "ETL_SOURCES": str(REPO / "sources.yaml"),
-           "ETL_WAREHOUSE_URL": pg_url, "ETL_DEMO_API_URL": f"http://127.0.0.1:{api.server_address[1]}",
-           "DAGSTER_PG_HOST": info.get("host", "127.0.0.1"), "DAGSTER_PG_PORT": str(info.get("port", 5432)),
-           "DAGSTER_PG_USER": info.get("user", "postgres"), "DAGSTER_PG_PASSWORD": info.get("password", ""),
-           "DAGSTER_PG_DB": info["dbname"]}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ETL_SOURCES": str(REPO / "sources.yaml"),
+        "ETL_WAREHOUSE_URL": pg_url,
+        "ETL_DEMO_API_URL": f"http://127.0.0.1:{api.server_address[1]}",
+        "DAGSTER_PG_HOST": info.get("host", "127.0.0.1"),
+        "DAGSTER_PG_PORT": str(info.get("port", 5432)),
+        "DAGSTER_PG_USER": info.get("user", "postgres"),
+        "DAGSTER_PG_PASSWORD": info.get("password", ""),
+        "DAGSTER_PG_DB": info["dbname"],
+    }
     try:
         for _attempt in (1, 2):
-            res = subprocess.run([DAGSTER, "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_all"],
-                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+            res = subprocess.run(
+                [DAGSTER, "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_all"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
             assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     finally:
         api.shutdown()
     with psycopg.connect(pg_url) as conn:
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("orders", "customers", "events", "releases")}
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("orders", "customers", "events", "releases")
+        }
         second = conn.execute(
             "SELECT source, records_inserted, records_updated FROM etl_runs WHERE run_id = "
-            "(SELECT run_id FROM etl_runs ORDER BY started_at DESC LIMIT 1) ORDER BY source").fetchall()
+            "(SELECT run_id FROM etl_runs ORDER BY started_at DESC LIMIT 1) ORDER BY source"
+        ).fetchall()
     assert counts == {"orders": 199, "customers": 60, "events": 90, "releases": 12}
     assert second == [("customers", 0, 0), ("events", 0, 0), ("orders", 0, 0), ("releases", 0, 0)]
     with psycopg.connect(dagster_pg) as conn:  # Dagster's runs and events live in PostgreSQL
         statuses = [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY create_timestamp")]
         materializations = conn.execute(
-            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'").fetchone()[0]
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        ).fetchone()[0]
     assert statuses == ["SUCCESS", "SUCCESS"]
     assert materializations == 8

@@ -51,6 +51,7 @@ def compose() -> dict:
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------
 
+
 def test_dockerfile_is_hadolint_clean():
     res = run(tool("hadolint"), "--no-color", "--failure-threshold", "info", "Dockerfile")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -73,6 +74,7 @@ def test_dockerfile_builds_wheels_then_runs_slim_as_non_root_with_a_healthcheck(
 
 # --- docker-compose.yml ---------------------------------------------------------------------------------------
 
+
 def test_compose_file_is_valid_against_the_compose_spec():
     res = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -80,8 +82,17 @@ def test_compose_file_is_valid_against_the_compose_spec():
 
 def test_compose_waits_on_healthchecks_only():
     services = compose()["services"]
-    assert {"postgres", "etl-assets-code", "dagster-webserver", "dagster-daemon", "etl-assets-serve", "demo-api",
-            "pushgateway", "prometheus", "grafana"} <= set(services)
+    assert {
+        "postgres",
+        "etl-assets-code",
+        "dagster-webserver",
+        "dagster-daemon",
+        "etl-assets-serve",
+        "demo-api",
+        "pushgateway",
+        "prometheus",
+        "grafana",
+    } <= set(services)
     for name, svc in services.items():
         assert "healthcheck" in svc, f"{name} has no healthcheck"
         deps = svc.get("depends_on", {})
@@ -109,8 +120,13 @@ def test_compose_healthchecks_are_the_ones_each_process_offers():
 def test_compose_mounts_the_observability_config_from_deploy():
     services = compose()["services"]
     mounts = [v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if v.startswith("./")]
-    for path in ("./deploy/prometheus/prometheus.yml", "./deploy/prometheus/alerts.yml",
-                 "./deploy/grafana/provisioning", "./deploy/grafana/dashboards", "./deploy/docker/postgres-init"):
+    for path in (
+        "./deploy/prometheus/prometheus.yml",
+        "./deploy/prometheus/alerts.yml",
+        "./deploy/grafana/provisioning",
+        "./deploy/grafana/dashboards",
+        "./deploy/docker/postgres-init",
+    ):
         assert path in mounts
     # Only the postgres init script has to exist for this suite; the observability files belong to deploy/.
     assert (REPO / "deploy/docker/postgres-init/10-warehouse.sh").stat().st_mode & 0o111
@@ -121,8 +137,11 @@ def test_compose_secrets_come_from_env_and_env_example_names_them():
     required = set(re.findall(r"\$\{(\w+):\?", text))
     assert {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required
     example = REPO / ".env.example"
-    defined = {line.split("=", 1)[0] for line in example.read_text(encoding="utf-8").splitlines()
-               if line and not line.startswith("#")}
+    defined = {
+        line.split("=", 1)[0]
+        for line in example.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    }
     no_default = set(re.findall(r"\$\{(\w+)(?:\}|:\?)", text))  # ${VAR} or ${VAR:?...}, no ${VAR:-default}
     assert required <= defined
     assert no_default <= defined, no_default - defined
@@ -144,6 +163,7 @@ def test_compose_network_and_env_match_the_docker_run_launcher():
 
 
 # --- GitHub Actions -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_is_valid_against_the_github_workflows_schema(workflow):
@@ -177,10 +197,18 @@ def test_workflows_are_actionlint_clean():
 
 def test_ci_cd_tags_images_and_deploys_releases_behind_production():
     spec = load(REPO / ".github" / "workflows" / "ci-cd.yml")
-    assert set(spec[True if True in spec else "on"]) == {"push", "pull_request", "release"}  # YAML 1.1: on = True
+    assert set(spec[True if True in spec else "on"]) == {
+        "push",
+        "pull_request",
+        "release",
+    }  # YAML 1.1: on = True
     text = (REPO / ".github" / "workflows" / "ci-cd.yml").read_text(encoding="utf-8")
-    for tag in ("type=raw,value=latest,enable=${{ github.ref == 'refs/heads/main' }}", "type=ref,event=branch",
-                "type=semver,pattern={{version}}", "type=sha,prefix={{branch}}-"):
+    for tag in (
+        "type=raw,value=latest,enable=${{ github.ref == 'refs/heads/main' }}",
+        "type=ref,event=branch",
+        "type=semver,pattern={{version}}",
+        "type=sha,prefix={{branch}}-",
+    ):
         assert tag in text
     assert "platforms: linux/amd64,linux/arm64" in text and "cache-to: type=gha,mode=max" in text
     deploy = spec["jobs"]["deploy"]
@@ -189,6 +217,7 @@ def test_ci_cd_tags_images_and_deploys_releases_behind_production():
 
 
 # --- Dagster instance, workspace, Helm ------------------------------------------------------------------------
+
 
 def _validate_class_config(section: dict) -> None:
     from dagster._config import process_config
@@ -203,7 +232,13 @@ def test_docker_instance_config_is_a_valid_dagster_instance(tmp_path, monkeypatc
     from dagster._core.instance.config import dagster_instance_config
 
     shutil.copy(DOCKER_DAGSTER_YAML, tmp_path / "dagster.yaml")
-    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+    for var in (
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+    ):
         monkeypatch.setenv(var, "5432" if var.endswith("PORT") else "x")
     config, _custom = dagster_instance_config(str(tmp_path))  # the instance schema, env sources resolved
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
@@ -214,8 +249,11 @@ def test_docker_instance_config_is_a_valid_dagster_instance(tmp_path, monkeypatc
 
 
 def test_docker_run_launcher_config_is_valid():
-    pytest.importorskip("dagster_docker", reason="dagster-docker is installed in the image only (Dockerfile); "
-                                                 "pip install dagster-docker==0.29.27 to check the launcher here")
+    pytest.importorskip(
+        "dagster_docker",
+        reason="dagster-docker is installed in the image only (Dockerfile); "
+        "pip install dagster-docker==0.29.27 to check the launcher here",
+    )
     _validate_class_config(load(DOCKER_DAGSTER_YAML)["run_launcher"])
 
 
@@ -235,9 +273,13 @@ def test_docker_instance_opens_on_postgres(pg_server, tmp_path, monkeypatch):
     (home / "dagster.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     name, url = _create_db(pg_server)
     info = psycopg.conninfo.conninfo_to_dict(url)
-    for var, value in {"DAGSTER_PG_HOST": info.get("host", "127.0.0.1"), "DAGSTER_PG_PORT": str(info.get("port", 5432)),
-                       "DAGSTER_PG_USER": info.get("user", "postgres"), "DAGSTER_PG_PASSWORD": info.get("password", ""),
-                       "DAGSTER_PG_DB": name}.items():
+    for var, value in {
+        "DAGSTER_PG_HOST": info.get("host", "127.0.0.1"),
+        "DAGSTER_PG_PORT": str(info.get("port", 5432)),
+        "DAGSTER_PG_USER": info.get("user", "postgres"),
+        "DAGSTER_PG_PASSWORD": info.get("password", ""),
+        "DAGSTER_PG_DB": name,
+    }.items():
         monkeypatch.setenv(var, value)
     try:
         instance = DagsterInstance.from_config(str(home))

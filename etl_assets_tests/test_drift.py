@@ -16,34 +16,136 @@ from etl_assets.types import COLUMN_TYPES, infer_type
 def drifted(report: DriftReport) -> bool:
     """Anything differs beyond spelling the config or the user has already settled (exact-after-normalisation and
     explicit mappings are not drift), read from the report's public fields."""
-    return bool(report.added or report.removed or report.type_changes or report.conflicts
-                or any(m.decision in ("auto_mapped", "swapped") for m in report.mappings))
+    return bool(
+        report.added
+        or report.removed
+        or report.type_changes
+        or report.conflicts
+        or any(m.decision in ("auto_mapped", "swapped") for m in report.mappings)
+    )
 
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared/corpus/drift_dev_cases.json"
 
 # Real headers (see benchmarks/drift_cases_extra.json for sources)
-CITI_2020 = ["tripduration", "starttime", "stoptime", "start station id", "start station name",
-             "start station latitude", "start station longitude", "end station id", "end station name",
-             "end station latitude", "end station longitude", "bikeid", "usertype", "birth year", "gender"]
-CITI_2021 = ["ride_id", "rideable_type", "started_at", "ended_at", "start_station_name", "start_station_id",
-             "end_station_name", "end_station_id", "start_lat", "start_lng", "end_lat", "end_lng", "member_casual"]
-JHU_0321 = ["Province/State", "Country/Region", "Last Update", "Confirmed", "Deaths", "Recovered",
-            "Latitude", "Longitude"]
-JHU_0322 = ["FIPS", "Admin2", "Province_State", "Country_Region", "Last_Update", "Lat", "Long_", "Confirmed",
-            "Deaths", "Recovered", "Active", "Combined_Key"]
-TLC_2009 = ["vendor_name", "Trip_Pickup_DateTime", "Trip_Dropoff_DateTime", "Passenger_Count", "Trip_Distance",
-            "Start_Lon", "Start_Lat", "Rate_Code", "store_and_forward", "End_Lon", "End_Lat", "Payment_Type",
-            "Fare_Amt", "surcharge", "mta_tax", "Tip_Amt", "Tolls_Amt", "Total_Amt"]
-TLC_2010 = ["vendor_id", "pickup_datetime", "dropoff_datetime", "passenger_count", "trip_distance",
-            "pickup_longitude", "pickup_latitude", "rate_code", "store_and_fwd_flag", "dropoff_longitude",
-            "dropoff_latitude", "payment_type", "fare_amount", "surcharge", "mta_tax", "tip_amount",
-            "tolls_amount", "total_amount"]
-TLC_2015 = ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "passenger_count", "trip_distance",
-            "pickup_longitude", "pickup_latitude", "RateCodeID", "store_and_fwd_flag", "dropoff_longitude",
-            "dropoff_latitude", "payment_type", "fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
-            "improvement_surcharge", "total_amount"]
+CITI_2020 = [
+    "tripduration",
+    "starttime",
+    "stoptime",
+    "start station id",
+    "start station name",
+    "start station latitude",
+    "start station longitude",
+    "end station id",
+    "end station name",
+    "end station latitude",
+    "end station longitude",
+    "bikeid",
+    "usertype",
+    "birth year",
+    "gender",
+]
+CITI_2021 = [
+    "ride_id",
+    "rideable_type",
+    "started_at",
+    "ended_at",
+    "start_station_name",
+    "start_station_id",
+    "end_station_name",
+    "end_station_id",
+    "start_lat",
+    "start_lng",
+    "end_lat",
+    "end_lng",
+    "member_casual",
+]
+JHU_0321 = [
+    "Province/State",
+    "Country/Region",
+    "Last Update",
+    "Confirmed",
+    "Deaths",
+    "Recovered",
+    "Latitude",
+    "Longitude",
+]
+JHU_0322 = [
+    "FIPS",
+    "Admin2",
+    "Province_State",
+    "Country_Region",
+    "Last_Update",
+    "Lat",
+    "Long_",
+    "Confirmed",
+    "Deaths",
+    "Recovered",
+    "Active",
+    "Combined_Key",
+]
+TLC_2009 = [
+    "vendor_name",
+    "Trip_Pickup_DateTime",
+    "Trip_Dropoff_DateTime",
+    "Passenger_Count",
+    "Trip_Distance",
+    "Start_Lon",
+    "Start_Lat",
+    "Rate_Code",
+    "store_and_forward",
+    "End_Lon",
+    "End_Lat",
+    "Payment_Type",
+    "Fare_Amt",
+    "surcharge",
+    "mta_tax",
+    "Tip_Amt",
+    "Tolls_Amt",
+    "Total_Amt",
+]
+TLC_2010 = [
+    "vendor_id",
+    "pickup_datetime",
+    "dropoff_datetime",
+    "passenger_count",
+    "trip_distance",
+    "pickup_longitude",
+    "pickup_latitude",
+    "rate_code",
+    "store_and_fwd_flag",
+    "dropoff_longitude",
+    "dropoff_latitude",
+    "payment_type",
+    "fare_amount",
+    "surcharge",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "total_amount",
+]
+TLC_2015 = [
+    "VendorID",
+    "tpep_pickup_datetime",
+    "tpep_dropoff_datetime",
+    "passenger_count",
+    "trip_distance",
+    "pickup_longitude",
+    "pickup_latitude",
+    "RateCodeID",
+    "store_and_fwd_flag",
+    "dropoff_longitude",
+    "dropoff_latitude",
+    "payment_type",
+    "fare_amount",
+    "extra",
+    "mta_tax",
+    "tip_amount",
+    "tolls_amount",
+    "improvement_surcharge",
+    "total_amount",
+]
 
 
 def strings(cols: list[str]) -> dict[str, str]:
@@ -58,7 +160,11 @@ def mapping_of(report: DriftReport, expected: str):
 
 
 def test_normalize_name_ignores_case_whitespace_punctuation_and_separators():
-    assert normalize_name("Country/Region") == normalize_name("Country_Region") == normalize_name(" country region ")
+    assert (
+        normalize_name("Country/Region")
+        == normalize_name("Country_Region")
+        == normalize_name(" country region ")
+    )
     assert normalize_name("Country/Region") == "country_region"
     assert normalize_name("VendorID") == normalize_name("vendor_id")
     assert normalize_name("PULocationID") == "pu_location_id"
@@ -72,8 +178,11 @@ def test_exact_after_normalisation():
     report = detect_drift(strings(JHU_0321[:3]), [" province state ", "COUNTRY_REGION", "Last_Update"])
     assert [m.decision for m in report.mappings] == ["exact", "exact", "exact"]
     assert all(m.confidence == 1.0 for m in report.mappings)
-    assert report.rename_map() == {" province state ": "Province/State", "COUNTRY_REGION": "Country/Region",
-                                   "Last_Update": "Last Update"}
+    assert report.rename_map() == {
+        " province state ": "Province/State",
+        "COUNTRY_REGION": "Country/Region",
+        "Last_Update": "Last Update",
+    }
     assert report.added == [] and report.removed == [] and not drifted(report)
 
 
@@ -143,7 +252,12 @@ def test_trap_coordinates_are_not_mapped_to_zone_ids():
     new = [c for c in TLC_2015 if "itude" not in c] + ["PULocationID", "DOLocationID"]
     report = detect_drift(strings(old), new)
     assert report.rename_map().get("PULocationID") is None
-    assert sorted(report.removed) == ["dropoff_latitude", "dropoff_longitude", "pickup_latitude", "pickup_longitude"]
+    assert sorted(report.removed) == [
+        "dropoff_latitude",
+        "dropoff_longitude",
+        "pickup_latitude",
+        "pickup_longitude",
+    ]
     assert report.added == ["PULocationID", "DOLocationID"]
 
 
@@ -164,7 +278,9 @@ def test_ambiguous_near_tie_is_only_suggested():
 def test_two_way_swap_ambiguity_is_not_applied():
     # each expected column fits both observed columns equally well (date/time ~ datetime/timestamp):
     # high name scores, but swapping the pair costs nothing, so nothing may be applied
-    report = detect_drift({"pickup_time": "string", "pickup_date": "string"}, ["pickup_datetime", "pickup_timestamp"])
+    report = detect_drift(
+        {"pickup_time": "string", "pickup_date": "string"}, ["pickup_datetime", "pickup_timestamp"]
+    )
     for m in report.mappings:
         assert m.decision == "suggested"
         assert m.evidence["name"] >= 0.85 and m.evidence["margin"] < 1.0
@@ -256,9 +372,11 @@ def test_accepted_rename_is_applied_like_explicit_and_column_map_beats_it():
 
 
 def test_type_change_detected_from_samples():
-    report = detect_drift({"amount": "integer", "ts": "timestamp", "price": "float"}, ["amount", "ts", "price"],
-                          sample={"amount": ["1.5", "2.25", ""], "ts": ["2024-01-02", "2024-01-03"],
-                                  "price": ["3", "4"]})
+    report = detect_drift(
+        {"amount": "integer", "ts": "timestamp", "price": "float"},
+        ["amount", "ts", "price"],
+        sample={"amount": ["1.5", "2.25", ""], "ts": ["2024-01-02", "2024-01-03"], "price": ["3", "4"]},
+    )
     assert report.type_changes == [{"column": "amount", "expected": "integer", "observed": "float"}]
     assert drifted(report)
     # an all-empty sample is no evidence of a type change
@@ -267,8 +385,10 @@ def test_type_change_detected_from_samples():
 
 def test_incompatible_sample_values_demote_a_name_match():
     without = mapping_of(detect_drift({"total_amount": "float"}, ["total_amt"]), "total_amount")
-    with_text = mapping_of(detect_drift({"total_amount": "float"}, ["total_amt"],
-                                        sample={"total_amt": ["abc", "def", "ghi"]}), "total_amount")
+    with_text = mapping_of(
+        detect_drift({"total_amount": "float"}, ["total_amt"], sample={"total_amt": ["abc", "def", "ghi"]}),
+        "total_amount",
+    )
     assert without.decision == "auto_mapped"
     assert with_text.decision != "auto_mapped" and with_text.confidence < without.confidence
     assert with_text.evidence["type"] < 0.5
@@ -332,13 +452,22 @@ def test_column_profile_round_trips_through_json():
 
 
 def test_to_json_shape():
-    report = detect_drift({"a": "integer", "starttime": "timestamp", "gone": "string"},
-                          ["A", "Start Time", "new_col"], sample={"A": ["1.5"]})
+    report = detect_drift(
+        {"a": "integer", "starttime": "timestamp", "gone": "string"},
+        ["A", "Start Time", "new_col"],
+        sample={"A": ["1.5"]},
+    )
     payload = report.to_json("trips")
     assert set(payload) == {"source", "mappings", "added", "removed", "type_changes"}
     assert payload["source"] == "trips"
     assert [set(m) for m in payload["mappings"]] == [{"expected", "observed", "confidence", "decision"}] * 3
-    assert {m["decision"] for m in payload["mappings"]} <= {"exact", "auto_mapped", "suggested", "unmapped", "explicit"}
+    assert {m["decision"] for m in payload["mappings"]} <= {
+        "exact",
+        "auto_mapped",
+        "suggested",
+        "unmapped",
+        "explicit",
+    }
     assert all(0.0 <= m["confidence"] <= 1.0 for m in payload["mappings"])
     assert payload["added"] == ["new_col"]
     assert payload["removed"] == ["gone"]
@@ -362,6 +491,8 @@ def test_accuracy_harness_meets_targets_on_the_corpus():
     result = harness.evaluate(cases)
     for key in ("corpus", "overall"):
         summary = result[key]
-        assert summary["false_auto_maps"] == 0, [r["wrong_auto_maps"] for r in result["cases"] if r["wrong_auto_maps"]]
+        assert summary["false_auto_maps"] == 0, [
+            r["wrong_auto_maps"] for r in result["cases"] if r["wrong_auto_maps"]
+        ]
         assert summary["recall"] >= 0.8, summary
         assert summary["precision"] == 1.0

@@ -19,16 +19,28 @@ from etl_assets.errors import SourceError
 from etl_assets.pipeline import ingest
 from etl_assets.reconcile import DriftBlocked
 
-COLUMNS = {"order_id": "integer", "customer_id": "integer", "quantity": "integer", "unit_price": "float",
-           "status": "string"}
+COLUMNS = {
+    "order_id": "integer",
+    "customer_id": "integer",
+    "quantity": "integer",
+    "unit_price": "float",
+    "status": "string",
+}
 HEADER = ["order_id", "customer_id", "quantity", "unit_price", "status"]
 
 
 def rows(first: int, n: int = 40) -> list[dict[str, str]]:
     """Orders of a shop: customer ids in the hundreds, quantities 1-5, prices with cents."""
-    return [{"order_id": str(i), "customer_id": str(100 + (i * 37) % 90), "quantity": str(1 + i % 5),
-             "unit_price": f"{(i * 7) % 20 + 0.5:.2f}", "status": ("new", "paid", "sent")[i % 3]}
-            for i in range(first, first + n)]
+    return [
+        {
+            "order_id": str(i),
+            "customer_id": str(100 + (i * 37) % 90),
+            "quantity": str(1 + i % 5),
+            "unit_price": f"{(i * 7) % 20 + 0.5:.2f}",
+            "status": ("new", "paid", "sent")[i % 3],
+        }
+        for i in range(first, first + n)
+    ]
 
 
 def write(path, header: list[str], records: list[dict[str, str]], keys: list[str] | None = None) -> None:
@@ -52,8 +64,12 @@ def src(tmp_path, make_sources):
 
 def drift_rows(wh) -> list[tuple]:
     with wh.engine.connect() as c:
-        return [tuple(r) for r in c.exec_driver_sql(
-            "SELECT expected, observed, confidence, decision FROM etl_schema_drift ORDER BY id").fetchall()]
+        return [
+            tuple(r)
+            for r in c.exec_driver_sql(
+                "SELECT expected, observed, confidence, decision FROM etl_schema_drift ORDER BY id"
+            ).fetchall()
+        ]
 
 
 def table(wh, cols: str, where: str = "") -> list[tuple]:
@@ -62,8 +78,23 @@ def table(wh, cols: str, where: str = "") -> list[tuple]:
 
 
 def drift_check_cli(sources, file, wh, *extra):
-    return subprocess.run([sys.executable, "-m", "etl_assets.cli", "drift-check", "orders", str(file),
-                           "--sources", str(sources), "--url", wh.url, *extra], capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl_assets.cli",
+            "drift-check",
+            "orders",
+            str(file),
+            "--sources",
+            str(sources),
+            "--url",
+            wh.url,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 # --- swapped headers ---------------------------------------------------------------------------------------
@@ -92,20 +123,30 @@ def test_swapped_headers_are_blocked_recorded_and_loadable_by_policy(tmp_path, s
     # the header's fix in column_map: every value lands in its own column
     _, mapped = src(columns=COLUMNS, column_map={"quantity": "customer_id", "customer_id": "quantity"})
     assert ingest(mapped, warehouse, "r3").inserted == 40
-    assert table(warehouse, "customer_id, quantity", "WHERE order_id = 41") == [(100 + 41 * 37 % 90, 1 + 41 % 5)]
+    assert table(warehouse, "customer_id, quantity", "WHERE order_id = 41") == [
+        (100 + 41 * 37 % 90, 1 + 41 % 5)
+    ]
 
 
 def test_swap_under_warn_loads_as_the_header_says_with_the_event(tmp_path, src, warehouse):
     _, spec = src(columns=COLUMNS, drift={"on_swap": "warn"})
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")
-    write(tmp_path / "drop/b.csv", ["order_id", "quantity", "customer_id", "unit_price", "status"], rows(41),
-          keys=HEADER)
+    write(
+        tmp_path / "drop/b.csv",
+        ["order_id", "quantity", "customer_id", "unit_price", "status"],
+        rows(41),
+        keys=HEADER,
+    )
     stats = ingest(spec, warehouse, "r2")
     assert (stats.inserted, stats.failed) == (40, 0)
     assert [d for _, _, _, d in drift_rows(warehouse)] == ["swapped", "swapped"]
     check = drift_check(stats.drift)
-    assert not check.passed and check.metadata["swapped"].value == 2 and "swapped" in check.metadata["mappings"].value
+    assert (
+        not check.passed
+        and check.metadata["swapped"].value == 2
+        and "swapped" in check.metadata["mappings"].value
+    )
 
 
 def test_similar_columns_that_were_not_swapped_load_clean(tmp_path, src, warehouse):
@@ -113,13 +154,23 @@ def test_similar_columns_that_were_not_swapped_load_clean(tmp_path, src, warehou
     # reads the last file as quantity <-> boxes), and a tiny file whose profile is rough: alike, not swapped
     cols = {"order_id": "integer", "quantity": "integer", "boxes": "integer", "rating": "integer"}
     _, spec = src(columns=cols)
-    files = [(25, (1, 4), (2, 6), (1, 5)), (3, (2, 6), (1, 4), (1, 5)), (25, (1, 4), (2, 6), (2, 5)),
-             (25, (2, 6), (1, 4), (1, 3))]
+    files = [
+        (25, (1, 4), (2, 6), (1, 5)),
+        (3, (2, 6), (1, 4), (1, 5)),
+        (25, (1, 4), (2, 6), (2, 5)),
+        (25, (2, 6), (1, 4), (1, 3)),
+    ]
     first = 1
     for n, (size, (qlo, qhi), (blo, bhi), (rlo, rhi)) in enumerate(files):
-        recs = [{"order_id": str(i), "quantity": str(qlo + i % (qhi - qlo + 1)),
-                 "boxes": str(blo + (i * 3) % (bhi - blo + 1)), "rating": str(rlo + (i * 7) % (rhi - rlo + 1))}
-                for i in range(first, first + size)]
+        recs = [
+            {
+                "order_id": str(i),
+                "quantity": str(qlo + i % (qhi - qlo + 1)),
+                "boxes": str(blo + (i * 3) % (bhi - blo + 1)),
+                "rating": str(rlo + (i * 7) % (rhi - rlo + 1)),
+            }
+            for i in range(first, first + size)
+        ]
         first += size
         write(tmp_path / f"drop/{n}.csv", list(cols), recs)
         stats = ingest(spec, warehouse, f"r{n}")
@@ -129,14 +180,22 @@ def test_similar_columns_that_were_not_swapped_load_clean(tmp_path, src, warehou
 
 
 def test_a_rotation_of_three_headers_is_a_swap_too():
-    prev = {"small": ColumnProfile.of([str(i % 5) for i in range(60)]),
-            "mid": ColumnProfile.of([str(100 + i) for i in range(60)]),
-            "big": ColumnProfile.of([str(100000 + i * 13) for i in range(60)])}
-    sample = {"small": [str(100 + i) for i in range(60)], "mid": [str(100000 + i * 13) for i in range(60)],
-              "big": [str(i % 5) for i in range(60)]}
+    prev = {
+        "small": ColumnProfile.of([str(i % 5) for i in range(60)]),
+        "mid": ColumnProfile.of([str(100 + i) for i in range(60)]),
+        "big": ColumnProfile.of([str(100000 + i * 13) for i in range(60)]),
+    }
+    sample = {
+        "small": [str(100 + i) for i in range(60)],
+        "mid": [str(100000 + i * 13) for i in range(60)],
+        "big": [str(i % 5) for i in range(60)],
+    }
     report = detect_drift(dict.fromkeys(prev, "integer"), list(prev), sample, previous_profiles=prev)
     assert {m.expected: (m.decision, m.swapped_with) for m in report.mappings} == {
-        "small": ("swapped", "big"), "mid": ("swapped", "small"), "big": ("swapped", "mid")}
+        "small": ("swapped", "big"),
+        "mid": ("swapped", "small"),
+        "big": ("swapped", "mid"),
+    }
 
 
 # --- a suggestion is never also a new column ----------------------------------------------------------------
@@ -167,8 +226,10 @@ def test_inferred_schema_suggestion_is_not_added_and_never_loads_nulls_silently(
     _, own = src(column_map={"price": "price"})
     stats = ingest(own, warehouse, "r4")
     assert stats.inserted == 40
-    assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)][1:] == [("unit_price", None, "removed"),
-                                                                      (None, "price", "added")]
+    assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)][1:] == [
+        ("unit_price", None, "removed"),
+        (None, "price", "added"),
+    ]
     assert table(warehouse, "unit_price, price", "WHERE order_id = 81") == [(None, 81 * 7 % 20 + 0.5)]
 
 
@@ -176,7 +237,12 @@ def test_suggestion_under_quarantine_policy_quarantines_the_batch_with_the_reaso
     _, spec = src(drift={"on_missing_required": "quarantine"})
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")
-    write(tmp_path / "drop/b.csv", ["order_id", "customer_id", "quantity", "price", "status"], rows(41), keys=HEADER)
+    write(
+        tmp_path / "drop/b.csv",
+        ["order_id", "customer_id", "quantity", "price", "status"],
+        rows(41),
+        keys=HEADER,
+    )
     stats = ingest(spec, warehouse, "r2")
     assert (stats.inserted, stats.failed) == (0, 40)
     with warehouse.engine.connect() as c:
@@ -213,21 +279,30 @@ def test_drift_check_reads_accepted_renames_like_a_run(tmp_path, src, warehouse)
     sources, spec = src(columns=COLUMNS)  # declared columns: the warehouse state still counts
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")
-    write(tmp_path / "drop/b.csv", ["order_id", "customer_id", "qty", "unit_price", "status"], rows(41),
-          keys=HEADER)
-    assert [m.decision for m in ingest(spec, warehouse, "r2").drift[0].mappings if m.expected == "quantity"] == [
-        "auto_mapped"]
+    write(
+        tmp_path / "drop/b.csv",
+        ["order_id", "customer_id", "qty", "unit_price", "status"],
+        rows(41),
+        keys=HEADER,
+    )
+    assert [
+        m.decision for m in ingest(spec, warehouse, "r2").drift[0].mappings if m.expected == "quantity"
+    ] == ["auto_mapped"]
     nxt = tmp_path / "c.csv"
     write(nxt, ["order_id", "customer_id", "qty", "unit_price", "status"], rows(81), keys=HEADER)
     res = drift_check_cli(sources, nxt, warehouse, "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert {m["expected"]: (m["observed"], m["decision"]) for m in report["mappings"]}["quantity"] == ("qty", "explicit")
+    assert {m["expected"]: (m["observed"], m["decision"]) for m in report["mappings"]}["quantity"] == (
+        "qty",
+        "explicit",
+    )
     # the run on that file decides the same
     (tmp_path / "drop/c.csv").write_text(nxt.read_text())
     run = ingest(spec, warehouse, "r3").drift[0]
     assert [(m.expected, m.observed, m.decision) for m in run.mappings] == [
-        (m["expected"], m["observed"], m["decision"]) for m in report["mappings"]]
+        (m["expected"], m["observed"], m["decision"]) for m in report["mappings"]
+    ]
 
 
 # --- an exact name beside a remembered rename's source --------------------------------------------------------
@@ -237,10 +312,17 @@ def test_exact_name_beside_an_accepted_rename_source(tmp_path, src, warehouse):
     sources, spec = src(columns=COLUMNS)
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")
-    write(tmp_path / "drop/b.csv", ["order_id", "cust_id", "quantity", "unit_price", "status"], rows(41), keys=HEADER)
+    write(
+        tmp_path / "drop/b.csv",
+        ["order_id", "cust_id", "quantity", "unit_price", "status"],
+        rows(41),
+        keys=HEADER,
+    )
     ingest(spec, warehouse, "r2")
     with warehouse.engine.connect() as c:
-        assert json.loads(c.exec_driver_sql("SELECT accepted FROM etl_schemas").scalar()) == {"cust_id": "customer_id"}
+        assert json.loads(c.exec_driver_sql("SELECT accepted FROM etl_schemas").scalar()) == {
+            "cust_id": "customer_id"
+        }
     # both columns: the plain name wins, the remembered rename's source is a column of its own
     both = tmp_path / "drop/c.csv"
     recs = [{**r, "cust_id": str(int(r["order_id"]) * 1000)} for r in rows(81, 5)]
@@ -249,7 +331,9 @@ def test_exact_name_beside_an_accepted_rename_source(tmp_path, src, warehouse):
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert {m["expected"]: (m["observed"], m["decision"]) for m in report["mappings"]}["customer_id"] == (
-        "customer_id", "exact")
+        "customer_id",
+        "exact",
+    )
     assert report["added"] == ["cust_id"]
     stats = ingest(spec, warehouse, "r3")
     assert (stats.inserted, stats.failed) == (5, 0)
@@ -260,12 +344,17 @@ def test_exact_name_beside_an_accepted_rename_source(tmp_path, src, warehouse):
 def test_column_map_source_beside_its_target_is_refused_in_one_line(tmp_path, src, warehouse):
     _, spec = src(columns=COLUMNS, column_map={"cust_id": "customer_id"})
     recs = [{**r, "cust_id": r["customer_id"]} for r in rows(1, 5)]
-    write(tmp_path / "drop/a.csv", ["order_id", "customer_id", "cust_id", "quantity", "unit_price", "status"], recs)
+    write(
+        tmp_path / "drop/a.csv",
+        ["order_id", "customer_id", "cust_id", "quantity", "unit_price", "status"],
+        recs,
+    )
     with pytest.raises(DriftBlocked) as err:
         ingest(spec, warehouse, "r1")
     assert str(err.value) == (
         f"source 'orders': {tmp_path / 'drop/a.csv'}: columns 'cust_id' and 'customer_id' would both load into "
-        "'customer_id'; fix: keep one of the two columns in the file, or drop the `column_map` entry for 'cust_id'")
+        "'customer_id'; fix: keep one of the two columns in the file, or drop the `column_map` entry for 'cust_id'"
+    )
     assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)] == [("customer_id", "customer_id", "conflict")]
     assert warehouse.checkpoint("orders") is None
     # two spellings of one column (SQLite could not even hold both names): refused in one line too

@@ -72,7 +72,9 @@ def every_value(warehouse) -> str:
 
 def loaded_ids(warehouse, table: str = "orders") -> list[str]:
     with warehouse.engine.connect() as conn:
-        return [str(r[0]) for r in conn.execute(sa.text(f"SELECT order_id FROM {warehouse.q(table)} ORDER BY 1"))]
+        return [
+            str(r[0]) for r in conn.execute(sa.text(f"SELECT order_id FROM {warehouse.q(table)} ORDER BY 1"))
+        ]
 
 
 def warnings_of(caplog, event: str) -> list[logging.LogRecord]:
@@ -81,10 +83,12 @@ def warnings_of(caplog, event: str) -> list[logging.LogRecord]:
 
 # -- a link to a secret outside the folder ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("follow", [False, True], ids=["default", "follow_symlinks"])
 @pytest.mark.parametrize("absolute", [False, True], ids=["relative_link", "absolute_link"])
-def test_link_to_a_secret_outside_is_skipped_and_lands_in_no_table(tmp_path, make_sources, warehouse, caplog,
-                                                                    follow, absolute):
+def test_link_to_a_secret_outside_is_skipped_and_lands_in_no_table(
+    tmp_path, make_sources, warehouse, caplog, follow, absolute
+):
     caplog.set_level(logging.INFO, logger="etl_assets")
     secret = write_secret(tmp_path / "secret.env")
     write_orders(tmp_path / "drop" / "orders_1.csv", 1, 2, 3)
@@ -118,6 +122,7 @@ def test_link_to_a_secret_outside_is_skipped_and_lands_in_no_table(tmp_path, mak
 
 # -- a link to a file inside the folder -------------------------------------------------------------------------
 
+
 def test_link_inside_the_folder_skipped_by_default(tmp_path, make_sources, warehouse, caplog):
     caplog.set_level(logging.INFO, logger="etl_assets")
     write_orders(tmp_path / "drop" / "a.csv", 1, 2)
@@ -143,7 +148,10 @@ def test_link_inside_the_folder_followed_is_loaded_once(tmp_path, make_sources, 
     assert loaded_ids(warehouse) == ["1", "2", "3"]
     assert warnings_of(caplog, "symlink_skipped") == [] and warnings_of(caplog, "symlink_refused") == []
     dupes = [r for r in caplog.records if getattr(r, "event", None) == "duplicate_file_skipped"]
-    assert sorted({r.path for r in dupes}) == [str(tmp_path / "drop" / "b.csv"), str(tmp_path / "drop" / "d.csv")]
+    assert sorted({r.path for r in dupes}) == [
+        str(tmp_path / "drop" / "b.csv"),
+        str(tmp_path / "drop" / "d.csv"),
+    ]
 
 
 def test_followed_folder_link_inside_walked_once(tmp_path, make_sources, warehouse):
@@ -156,6 +164,7 @@ def test_followed_folder_link_inside_walked_once(tmp_path, make_sources, warehou
 
 
 # -- follow_symlinks still refuses what is outside the root -----------------------------------------------------
+
 
 @pytest.mark.parametrize("follow", [False, True], ids=["default", "follow_symlinks"])
 def test_folder_link_to_outside_not_walked(tmp_path, make_sources, warehouse, caplog, follow):
@@ -183,11 +192,14 @@ def test_follow_refuses_a_file_reached_through_a_parent_link(tmp_path):
     write_orders(tmp_path / "drop" / "a.csv", 1)
     (tmp_path / "drop" / "up").symlink_to("..", target_is_directory=True)
     (tmp_path / "drop" / "deep.csv").symlink_to("up/drop/../secret.env")
-    spec = CsvSource(name="orders", kind="csv", path=str(tmp_path / "drop" / "**" / "*"), follow_symlinks=True)
+    spec = CsvSource(
+        name="orders", kind="csv", path=str(tmp_path / "drop" / "**" / "*"), follow_symlinks=True
+    )
     assert CsvExtractor(spec).files() == [tmp_path / "drop" / "a.csv"]
 
 
 # -- loops ------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("follow", [False, True], ids=["default", "follow_symlinks"])
 def test_directory_loop_loads_the_file_once_quickly(tmp_path, make_sources, warehouse, caplog, follow):
@@ -195,7 +207,9 @@ def test_directory_loop_loads_the_file_once_quickly(tmp_path, make_sources, ware
     write_orders(tmp_path / "d" / "x.csv", 7)
     (tmp_path / "d" / "self").symlink_to(Path("..") / "d", target_is_directory=True)
     write_orders(tmp_path / "d" / "sub" / "y.csv", 8)
-    (tmp_path / "d" / "sub" / "up").symlink_to("..", target_is_directory=True)  # a second loop, one level down
+    (tmp_path / "d" / "sub" / "up").symlink_to(
+        "..", target_is_directory=True
+    )  # a second loop, one level down
     (tmp_path / "d" / "sub" / "again").symlink_to(tmp_path / "d" / "sub", target_is_directory=True)
     spec = source(make_sources, "d/**/*.csv", follow_symlinks=follow)
 
@@ -205,13 +219,16 @@ def test_directory_loop_loads_the_file_once_quickly(tmp_path, make_sources, ware
     assert (stats.processed, stats.inserted) == (2, 2)
     assert loaded_ids(warehouse) == ["7", "8"]
     assert sorted(warehouse.checkpoint("orders")["files"]) == [
-        str(tmp_path / "d" / "sub" / "y.csv"), str(tmp_path / "d" / "x.csv")]
+        str(tmp_path / "d" / "sub" / "y.csv"),
+        str(tmp_path / "d" / "x.csv"),
+    ]
     skipped = warnings_of(caplog, "symlink_skipped")
     if follow:
         assert skipped == []
     else:  # one line per link to a folder
         assert sorted(r.path for r in skipped) == sorted(
-            str(tmp_path / "d" / p) for p in ("self", "sub/up", "sub/again"))
+            str(tmp_path / "d" / p) for p in ("self", "sub/up", "sub/again")
+        )
 
 
 def test_many_routes_to_the_same_folders_each_walked_once(tmp_path):
@@ -225,7 +242,9 @@ def test_many_routes_to_the_same_folders_each_walked_once(tmp_path):
         (level / f"b{i}").symlink_to(nxt.name, target_is_directory=True)
         level = nxt
     write_orders(level / "bottom.csv", 2)
-    spec = CsvSource(name="orders", kind="csv", path=str(tmp_path / "d" / "**" / "*.csv"), follow_symlinks=True)
+    spec = CsvSource(
+        name="orders", kind="csv", path=str(tmp_path / "d" / "**" / "*.csv"), follow_symlinks=True
+    )
     files, seconds = bounded(lambda: CsvExtractor(spec).files())
     assert seconds < 10 and len(files) == 2
     assert files[1] == tmp_path / "d" / "top.csv" and files[0].name == "bottom.csv"
@@ -233,8 +252,11 @@ def test_many_routes_to_the_same_folders_each_walked_once(tmp_path):
 
 # -- only regular files -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("follow", [False, True], ids=["default", "follow_symlinks"])
-def test_fifo_matching_the_glob_is_skipped_without_blocking(tmp_path, make_sources, warehouse, caplog, follow):
+def test_fifo_matching_the_glob_is_skipped_without_blocking(
+    tmp_path, make_sources, warehouse, caplog, follow
+):
     caplog.set_level(logging.INFO, logger="etl_assets")
     write_orders(tmp_path / "drop" / "orders_1.csv", 1, 2)
     fifo = tmp_path / "drop" / "orders_2.csv"
@@ -272,6 +294,7 @@ def test_followed_link_to_a_fifo_is_skipped(tmp_path, caplog):
 
 # -- a path naming one file -------------------------------------------------------------------------------------
 
+
 def test_named_file_that_is_a_link_fails_in_one_line(tmp_path, make_sources, warehouse):
     write_orders(tmp_path / "exports" / "orders.csv", 1)
     link = tmp_path / "orders.csv"
@@ -281,8 +304,10 @@ def test_named_file_that_is_a_link_fails_in_one_line(tmp_path, make_sources, war
         ingest(spec, warehouse, "r1")
     msg = str(err.value)
     assert "\n" not in msg
-    assert msg == (f"source 'orders': path {link}: is a symbolic link (to exports/orders.csv); links are not "
-                   "followed; fix: set `follow_symlinks: true` for this source, or replace the link with the file")
+    assert msg == (
+        f"source 'orders': path {link}: is a symbolic link (to exports/orders.csv); links are not "
+        "followed; fix: set `follow_symlinks: true` for this source, or replace the link with the file"
+    )
     assert warehouse.row_count("orders") == 0
     # followed, it is read: its target is inside the link's folder
     stats = ingest(source(make_sources, "orders.csv", follow_symlinks=True), warehouse, "r2")
@@ -309,6 +334,7 @@ def test_named_file_missing_or_special(tmp_path, make_sources):
 
 # -- the root is the real folder fixed when sources.yaml was loaded ---------------------------------------------
 
+
 def test_root_fixed_to_its_real_path_when_loaded(tmp_path, make_sources, warehouse):
     write_orders(tmp_path / "real1" / "a.csv", 1)
     write_secret(tmp_path / "real2" / "leak.csv")
@@ -333,14 +359,17 @@ def test_root_swapped_for_a_link_after_loading_is_refused(tmp_path, make_sources
     (tmp_path / "drop").symlink_to("outside", target_is_directory=True)
     with pytest.raises(SourceError) as err:
         ingest(spec, warehouse, "r1")
-    assert str(err.value).startswith(f"source 'orders': folder {tmp_path / 'drop'}: is (now) reached through a "
-                                     f"symbolic link, to {tmp_path / 'outside'}")
+    assert str(err.value).startswith(
+        f"source 'orders': folder {tmp_path / 'drop'}: is (now) reached through a "
+        f"symbolic link, to {tmp_path / 'outside'}"
+    )
     assert SECRET not in every_value(warehouse)
     with warehouse.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM etl_runs")).scalar() == "failure"
 
 
 # -- the folder changing between the walk and the read -----------------------------------------------------------
+
 
 @pytest.mark.parametrize("follow", [False, True], ids=["default", "follow_symlinks"])
 def test_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path, caplog, follow):
@@ -349,8 +378,9 @@ def test_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path, caplog, fo
     a = write_orders(tmp_path / "drop" / "a.csv", 1)
     b = write_orders(tmp_path / "drop" / "b.csv", 2)
     c = write_orders(tmp_path / "drop" / "c.csv", 3)
-    ex = CsvExtractor(CsvSource(name="orders", kind="csv", path=str(tmp_path / "drop" / "*.csv"),
-                                follow_symlinks=follow))
+    ex = CsvExtractor(
+        CsvSource(name="orders", kind="csv", path=str(tmp_path / "drop" / "*.csv"), follow_symlinks=follow)
+    )
     listed = ex.files()
     assert listed == [a, b, c]
     b.unlink()
@@ -361,18 +391,49 @@ def test_file_swapped_for_a_link_after_the_walk_is_not_read(tmp_path, caplog, fo
     batches, _ = bounded(lambda: list(ex.batches(None)))
     assert [bt.location for bt in batches] == [str(a)]
     assert SECRET not in "".join(bt.frame.to_csv() for bt in batches)
-    assert [r.path for r in warnings_of(caplog, "symlink_refused" if follow else "symlink_skipped")] == [str(b)]
+    assert [r.path for r in warnings_of(caplog, "symlink_refused" if follow else "symlink_skipped")] == [
+        str(b)
+    ]
     assert [r.path for r in warnings_of(caplog, "special_file_skipped")] == [str(c)]
 
 
 # -- without links, the walk finds what glob finds --------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern", [
-    "*.csv", "**/*.csv", "**", "*/*.csv", "a/**/b/*.csv", "[ab]*/*.csv", ".hidden/*.csv", "**/.*.csv",
-    "a/**", "a/*/**/*.csv", "**/**/*.csv", "?.csv", "a/b/c.csv"])
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*.csv",
+        "**/*.csv",
+        "**",
+        "*/*.csv",
+        "a/**/b/*.csv",
+        "[ab]*/*.csv",
+        ".hidden/*.csv",
+        "**/.*.csv",
+        "a/**",
+        "a/*/**/*.csv",
+        "**/**/*.csv",
+        "?.csv",
+        "a/b/c.csv",
+    ],
+)
 def test_walk_matches_glob_without_links(tmp_path, pattern):
-    for rel in ["x.csv", "y.txt", ".h.csv", "a/1.csv", "a/b/2.csv", "a/b/c.csv", "a/z/b/3.csv", "a/.h/b/4.csv",
-                "ab/5.csv", "c/d/e/6.csv", ".hidden/7.csv", ".hidden/b/8.csv", "a/.9.csv"]:
+    for rel in [
+        "x.csv",
+        "y.txt",
+        ".h.csv",
+        "a/1.csv",
+        "a/b/2.csv",
+        "a/b/c.csv",
+        "a/z/b/3.csv",
+        "a/.h/b/4.csv",
+        "ab/5.csv",
+        "c/d/e/6.csv",
+        ".hidden/7.csv",
+        ".hidden/b/8.csv",
+        "a/.9.csv",
+    ]:
         write_orders(tmp_path / rel, 1)
     full = str(tmp_path / pattern)
     # a set: glob gives a file once per way `**/**` can reach it; the walk reads it once

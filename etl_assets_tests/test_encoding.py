@@ -28,18 +28,25 @@ def rows(wh, table="enc", order="id") -> list[tuple]:
 
 def quarantined(wh) -> list[tuple]:
     with wh.engine.connect() as c:
-        return [tuple(r) for r in c.exec_driver_sql(
-            "SELECT row_number, reason, raw FROM etl_quarantine ORDER BY row_number")]
+        return [
+            tuple(r)
+            for r in c.exec_driver_sql(
+                "SELECT row_number, reason, raw FROM etl_quarantine ORDER BY row_number"
+            )
+        ]
 
 
 def test_utf8_line_lands_and_latin1_line_is_quarantined(tmp_path, warehouse):
     path = tmp_path / "mixed.csv"
     path.write_bytes("id,word\n1,café\n".encode() + "2,naïve\n".encode("latin-1") + "3,über\n".encode())
-    stats = ingest(spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1")
+    stats = ingest(
+        spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1"
+    )
     assert (stats.processed, stats.inserted, stats.failed) == (3, 2, 1)
     assert rows(warehouse) == [(1, "café"), (3, "über")]  # never `cafÃ©`
     assert quarantined(warehouse) == [
-        (3, "line 3: not valid utf-8: byte 0xEF at character 5 does not decode", "2,na\\xefve")]
+        (3, "line 3: not valid utf-8: byte 0xEF at character 5 does not decode", "2,na\\xefve")
+    ]
 
 
 def test_latin1_line_first_then_utf8(tmp_path, warehouse):
@@ -49,7 +56,8 @@ def test_latin1_line_first_then_utf8(tmp_path, warehouse):
     assert (stats.inserted, stats.failed) == (2, 1)
     assert rows(warehouse) == [(2, "café"), (3, "日本")]
     assert [q[:2] for q in quarantined(warehouse)] == [
-        (2, "line 2: not valid utf-8: byte 0xEF at character 5 does not decode")]
+        (2, "line 2: not valid utf-8: byte 0xEF at character 5 does not decode")
+    ]
 
 
 TEXT = ["Zürich", "naïve façade", "São Paulo"]
@@ -85,13 +93,15 @@ def test_each_encoding_lands_its_text_exactly(tmp_path, warehouse, how):
     if expected:
         assert found == expected
     assert path.read_bytes().decode(found).lstrip("\ufeff") == text
-    stats = ingest(spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1")
+    stats = ingest(
+        spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1"
+    )
     assert (stats.inserted, stats.failed) == (len(words), 0)
     assert rows(warehouse) == list(enumerate(words, 1))
 
 
 def _utf8_rows(n: int, start: int = 1) -> str:
-    return "".join(f"{i},ünïcødé ✓ {i},\"quoted, with comma\"\n" for i in range(start, start + n))
+    return "".join(f'{i},ünïcødé ✓ {i},"quoted, with comma"\n' for i in range(start, start + n))
 
 
 def test_large_clean_utf8_file_keeps_arrow(tmp_path, caplog):
@@ -112,8 +122,11 @@ def test_bad_line_after_the_first_sample(tmp_path, n, caplog):
     line number, every other row lands, in order."""
     path = tmp_path / "late.csv"
     half = n // 2
-    data = ("id,word,note\n" + _utf8_rows(half)).encode() + f"{half + 1},naïve,x\n".encode("latin-1") \
+    data = (
+        ("id,word,note\n" + _utf8_rows(half)).encode()
+        + f"{half + 1},naïve,x\n".encode("latin-1")
         + _utf8_rows(n - half - 1, half + 2).encode()
+    )
     path.write_bytes(data)
     assert data.index("naïve".encode("latin-1")) > SAMPLE_BYTES
     with caplog.at_level("DEBUG", logger="etl_assets.extract.csv"):
@@ -121,7 +134,8 @@ def test_bad_line_after_the_first_sample(tmp_path, n, caplog):
     ids = [int(i) for b in batches for i in b.frame["id"]]
     assert ids == [i for i in range(1, n + 1) if i != half + 1]
     assert [r for b in batches for r in b.rejected] == [
-        (half + 2, f"{half + 1},na\\xefve,x", "not valid utf-8: byte 0xEF at character 9 does not decode")]
+        (half + 2, f"{half + 1},na\\xefve,x", "not valid utf-8: byte 0xEF at character 9 does not decode")
+    ]
     assert ("with Arrow's parser" in caplog.text) == (n == 120_000)
     assert "do not read as utf-8 (detected)" in caplog.text  # the WARN with the count
 
@@ -130,12 +144,18 @@ def test_bad_byte_inside_a_quoted_multiline_field(tmp_path, warehouse):
     """The whole record goes (all its physical lines), the next records keep their line numbers: a record is one
     line as pandas counts them (the header is line 1), also for a ragged line after it."""
     path = tmp_path / "q.csv"
-    path.write_bytes(b'id,word\n1,"first\nsecond caf\xe9\nthird"\n2,"ok\nstill ok"\n3,too,many\n4,fin\xc3\xa9\n')
+    path.write_bytes(
+        b'id,word\n1,"first\nsecond caf\xe9\nthird"\n2,"ok\nstill ok"\n3,too,many\n4,fin\xc3\xa9\n'
+    )
     stats = ingest(spec(path, primary_key=["id"]), warehouse, "r1")
     assert (stats.inserted, stats.failed) == (2, 2)
     assert rows(warehouse) == [(2, "ok\nstill ok"), (4, "finé")]
     assert quarantined(warehouse) == [
-        (2, "line 2: not valid utf-8: byte 0xE9 at character 20 does not decode", '1,"first\nsecond caf\\xe9\nthird"'),
+        (
+            2,
+            "line 2: not valid utf-8: byte 0xE9 at character 20 does not decode",
+            '1,"first\nsecond caf\\xe9\nthird"',
+        ),
         (4, "line 4: expected 2 fields, saw 3", None),
     ]
 
@@ -144,8 +164,11 @@ def test_a_long_run_of_undecodable_lines_is_no_end_of_file(tmp_path):
     """More than two read blocks (1 MB each) of lines that all do not decode: every one is quarantined, and the lines
     after them still load."""
     path = tmp_path / "run.csv"
-    path.write_bytes(b"id,word\n" + b"".join(f"{i},na\xefve {'x' * 40}\n".encode("latin-1") for i in range(1, 60_001))
-                     + "".join(f"{i},café\n" for i in range(60_001, 60_011)).encode())
+    path.write_bytes(
+        b"id,word\n"
+        + b"".join(f"{i},na\xefve {'x' * 40}\n".encode("latin-1") for i in range(1, 60_001))
+        + "".join(f"{i},café\n" for i in range(60_001, 60_011)).encode()
+    )
     assert path.stat().st_size > 2 << 20
     batches = list(CsvExtractor(spec(path, encoding="utf-8")).batches(None))
     assert [int(i) for b in batches for i in b.frame["id"]] == list(range(60_001, 60_011))
@@ -161,19 +184,27 @@ def test_declared_encoding_is_kept_and_its_bad_lines_quarantined(tmp_path, wareh
     assert (stats.inserted, stats.failed) == (2, 1)
     assert rows(warehouse) == [(1, "€5"), (3, "cafÃ©")]
     assert quarantined(warehouse) == [
-        (3, "line 3: not valid cp1252: byte 0x81 at character 4 does not decode", "2,x\\x81y")]
+        (3, "line 3: not valid cp1252: byte 0x81 at character 4 does not decode", "2,x\\x81y")
+    ]
 
 
 def test_utf8_line_in_a_file_detected_as_cp1252_is_quarantined(tmp_path, warehouse):
     path = tmp_path / "w.csv"
     lines = ["id,word"] + [f"{i},Zürich “{i}” – €{i}" for i in range(1, 40)]
     path.write_bytes(("\n".join(lines) + "\n").encode("cp1252") + "40,café\n".encode())
-    stats = ingest(spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1")
+    stats = ingest(
+        spec(path, primary_key=["id"], columns={"id": "integer", "word": "string"}), warehouse, "r1"
+    )
     assert (stats.inserted, stats.failed) == (39, 1)
     assert rows(warehouse)[0] == (1, "Zürich “1” – €1")
     assert quarantined(warehouse) == [
-        (41, "line 41: valid UTF-8 in a file read as cp1252: mixed encodings; not decoded (as cp1252 it would "
-             "be mojibake)", "40,caf\\xc3\\xa9")]
+        (
+            41,
+            "line 41: valid UTF-8 in a file read as cp1252: mixed encodings; not decoded (as cp1252 it would "
+            "be mojibake)",
+            "40,caf\\xc3\\xa9",
+        )
+    ]
 
 
 def test_header_that_does_not_decode_is_one_line(tmp_path):
@@ -181,35 +212,45 @@ def test_header_that_does_not_decode_is_one_line(tmp_path):
     path.write_bytes(b"id,w\xe9rd\n1,caf\xc3\xa9\n2,\xc3\xbcber\n")
     with pytest.raises(SourceError) as err:
         list(CsvExtractor(spec(path)).batches(None))
-    assert str(err.value) == (f"source 'enc': file {path} line 1: the header is not valid utf-8: byte 0xE9 at "
-                              "character 5 does not decode; fix: set `encoding` for this source (e.g. utf-8, "
-                              "cp1252, latin-1, utf-16)")
+    assert str(err.value) == (
+        f"source 'enc': file {path} line 1: the header is not valid utf-8: byte 0xE9 at "
+        "character 5 does not decode; fix: set `encoding` for this source (e.g. utf-8, "
+        "cp1252, latin-1, utf-16)"
+    )
 
 
 def test_resume_mid_file_neither_loses_nor_repeats(tmp_path):
     path = tmp_path / "r.csv"
-    path.write_bytes(b"id,word\n" + b"".join(f"{i},café\n".encode("latin-1" if i % 7 == 0 else "utf-8")
-                                             for i in range(1, 101)))
+    path.write_bytes(
+        b"id,word\n"
+        + b"".join(f"{i},café\n".encode("latin-1" if i % 7 == 0 else "utf-8") for i in range(1, 101))
+    )
     ex = CsvExtractor(spec(path, chunk_rows=10))
     full = list(ex.batches(None))
     good = [i for b in full for i in b.frame["id"]]
     bad = [r[0] for b in full for r in b.rejected]
-    assert good == [str(i) for i in range(1, 101) if i % 7] and sorted(bad) == [i + 1 for i in range(7, 101, 7)]
+    assert good == [str(i) for i in range(1, 101) if i % 7] and sorted(bad) == [
+        i + 1 for i in range(7, 101, 7)
+    ]
     third = full[2].position  # crashed after the third batch landed
     rest = list(ex.batches(third))
     assert [i for b in full[:3] for i in b.frame["id"]] + [i for b in rest for i in b.frame["id"]] == good
-    assert sorted([r[0] for b in full[:3] for r in b.rejected] + [r[0] for b in rest for r in b.rejected]) == \
-        sorted(bad)
+    assert sorted(
+        [r[0] for b in full[:3] for r in b.rejected] + [r[0] for b in rest for r in b.rejected]
+    ) == sorted(bad)
 
 
-@pytest.mark.parametrize("name, accept", [
-    ("characters.csv", {"big5", "big5hkscs", "cp950"}),  # Taiwanese attractions: Big5
-    ("spanish_chars.csv", {"cp1252", "latin-1", "iso8859-15"}),
-    ("sparse_with_column_errors.csv", {"cp1252", "latin-1", "iso8859-15"}),
-    ("weird_head_padding.csv", {"utf-8"}),
-    ("utf-16le_encoded.csv", {"utf-16"}),
-    ("utf8bom.csv", {"utf-8-sig"}),
-])
+@pytest.mark.parametrize(
+    "name, accept",
+    [
+        ("characters.csv", {"big5", "big5hkscs", "cp950"}),  # Taiwanese attractions: Big5
+        ("spanish_chars.csv", {"cp1252", "latin-1", "iso8859-15"}),
+        ("sparse_with_column_errors.csv", {"cp1252", "latin-1", "iso8859-15"}),
+        ("weird_head_padding.csv", {"utf-8"}),
+        ("utf-16le_encoded.csv", {"utf-16"}),
+        ("utf8bom.csv", {"utf-8-sig"}),
+    ],
+)
 def test_corpus_files_detected(name, accept):
     path = corpus_dir("csv-messy") / name
     found = detect_encoding(*file_samples(path))

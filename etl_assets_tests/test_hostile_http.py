@@ -37,8 +37,10 @@ from etl_assets.pipeline import ingest
 
 from .loopback import LoopbackServer, Reply, use_tls
 
-FEED = ("<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"
-        "<item><title>a</title><guid>urn:a</guid></item></channel></rss>")
+FEED = (
+    "<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"
+    "<item><title>a</title><guid>urn:a</guid></item></channel></rss>"
+)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -77,8 +79,15 @@ def head(status: str, headers: dict[str, str] | None = None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def raw(pieces: Iterable[bytes], *, every: float = 0.0, stop: threading.Event | None = None,
-        for_at_most: float = 20.0, hold: float = 0.0, sent: list[int] | None = None) -> Reply:
+def raw(
+    pieces: Iterable[bytes],
+    *,
+    every: float = 0.0,
+    stop: threading.Event | None = None,
+    for_at_most: float = 20.0,
+    hold: float = 0.0,
+    sent: list[int] | None = None,
+) -> Reply:
     """A reply written straight to the socket: `pieces` one by one, `every` seconds apart, for at most
     `for_at_most` seconds (or until `stop`), then the connection stays open `hold` seconds and closes.
     `sent` receives the size of every piece the client's socket accepted."""
@@ -99,7 +108,7 @@ def raw(pieces: Iterable[bytes], *, every: float = 0.0, stop: threading.Event | 
 
 
 def bytewise(data: bytes) -> list[bytes]:
-    return [data[i: i + 1] for i in range(len(data))]
+    return [data[i : i + 1] for i in range(len(data))]
 
 
 def chunked(piece: bytes, count: int) -> Iterable[bytes]:
@@ -174,29 +183,45 @@ def two_origins(server, other, kind: str, foreign_host: str = "127.0.0.1"):
     foreign = f"http://{foreign_host}:{other.port}/x"
     other.route("/x", lambda r: Reply(body={"results": [{"id": 101}], "next": None}))
     if kind == "next_url":
-        return server.route("/items", lambda r: Reply(body={"results": [{"id": 1}, {"id": 2}], "next": foreign})), foreign
-    return server.route("/items", lambda r: Reply(body={"results": [{"id": 1}, {"id": 2}]},
-                                                  headers={"Link": f'<{foreign}>; rel="next"'})), foreign
+        return server.route(
+            "/items", lambda r: Reply(body={"results": [{"id": 1}, {"id": 2}], "next": foreign})
+        ), foreign
+    return server.route(
+        "/items",
+        lambda r: Reply(
+            body={"results": [{"id": 1}, {"id": 2}]}, headers={"Link": f'<{foreign}>; rel="next"'}
+        ),
+    ), foreign
 
 
 # every header on SQLite, one on PostgreSQL too (what lands does not depend on the header)
 HEADER_CASES = [pytest.param("sqlite", *h, id=f"sqlite-{h[0]}") for h in SECRET_HEADERS] + [
-    pytest.param("postgresql", *SECRET_HEADERS[0], id=f"postgresql-{SECRET_HEADERS[0][0]}")]
+    pytest.param("postgresql", *SECRET_HEADERS[0], id=f"postgresql-{SECRET_HEADERS[0][0]}")
+]
 
 
 @pytest.mark.parametrize("warehouse, header, value, sent", HEADER_CASES, indirect=["warehouse"])
 @pytest.mark.parametrize("kind, foreign_host", [("next_url", "127.0.0.1"), ("link_header", "localhost")])
-def test_next_page_on_another_origin_is_refused(server, other, warehouse, token, caplog, kind, foreign_host,
-                                                header, value, sent):
+def test_next_page_on_another_origin_is_refused(
+    server, other, warehouse, token, caplog, kind, foreign_host, header, value, sent
+):
     url, foreign = two_origins(server, other, kind, foreign_host)
-    spec = api(url, records_path="results", primary_key=["id"], headers={header: value}, pagination={"type": kind},
-               batch_rows=1)  # a batch per page: page 1 lands before the refusal (see the xfail below for 1000)
+    spec = api(
+        url,
+        records_path="results",
+        primary_key=["id"],
+        headers={header: value},
+        pagination={"type": kind},
+        batch_rows=1,
+    )  # a batch per page: page 1 lands before the refusal (see the xfail below for 1000)
     with caplog.at_level(logging.DEBUG):
         err = failure(lambda: ingest(spec, warehouse, "r1"))
     msg = str(err)
     home = f"http://127.0.0.1:{server.port}"
-    assert msg.startswith(f"source 'items': GET {foreign}: refused: http://{foreign_host}:{other.port} is not the "
-                          f"configured host {home}"), msg
+    assert msg.startswith(
+        f"source 'items': GET {foreign}: refused: http://{foreign_host}:{other.port} is not the "
+        f"configured host {home}"
+    ), msg
     assert "fix:" in msg and "allowed_hosts" in msg.split("fix:")[1] and not err.retryable
     assert other.requests == []  # not one request: the headers went nowhere
     assert server.hits("/items")[0].headers[header.lower()] == sent.format(token)  # they were configured
@@ -210,24 +235,39 @@ def test_next_page_on_another_origin_is_refused(server, other, warehouse, token,
 
 def test_refused_next_page_lands_the_pages_read_with_default_batches(server, other, warehouse, token):
     url, _ = two_origins(server, other, "next_url")
-    spec = api(url, records_path="results", primary_key=["id"], headers={"Authorization": "Bearer ${TOKEN}"},
-               pagination={"type": "next_url"})
+    spec = api(
+        url,
+        records_path="results",
+        primary_key=["id"],
+        headers={"Authorization": "Bearer ${TOKEN}"},
+        pagination={"type": "next_url"},
+    )
     assert "refused" in str(failure(lambda: ingest(spec, warehouse, "r1")))
     assert other.requests == []
     assert warehouse.row_count("items") == 2  # as after a loop or max_pages: what was read has landed
 
 
 @pytest.mark.parametrize("warehouse, header, value, sent", HEADER_CASES, indirect=["warehouse"])
-@pytest.mark.parametrize("kind, foreign_host, entry", [
-    ("next_url", "127.0.0.1", "127.0.0.1:{port}"),
-    ("link_header", "localhost", "http://localhost:{port}"),
-    ("link_header", "localhost", "localhost"),  # any port of that host
-])
-def test_allowed_hosts_admits_the_other_origin(server, other, warehouse, token, kind, foreign_host, entry,
-                                               header, value, sent):
+@pytest.mark.parametrize(
+    "kind, foreign_host, entry",
+    [
+        ("next_url", "127.0.0.1", "127.0.0.1:{port}"),
+        ("link_header", "localhost", "http://localhost:{port}"),
+        ("link_header", "localhost", "localhost"),  # any port of that host
+    ],
+)
+def test_allowed_hosts_admits_the_other_origin(
+    server, other, warehouse, token, kind, foreign_host, entry, header, value, sent
+):
     url, _ = two_origins(server, other, kind, foreign_host)
-    spec = api(url, records_path="results", primary_key=["id"], headers={header: value}, pagination={"type": kind},
-               allowed_hosts=[entry.format(port=other.port)])
+    spec = api(
+        url,
+        records_path="results",
+        primary_key=["id"],
+        headers={header: value},
+        pagination={"type": kind},
+        allowed_hosts=[entry.format(port=other.port)],
+    )
     stats = ingest(spec, warehouse, "r1")
     assert [r.path for r in other.requests] == ["/x"]
     assert other.requests[0].headers[header.lower()] == sent.format(token)  # the headers go there too
@@ -245,13 +285,19 @@ def test_backslash_in_authority_does_not_smuggle_the_headers_to_another_origin(s
         url = server.route("/items", lambda r: Reply(302, b"", {"Location": smuggled}))
     else:
         url = server.route("/items", lambda r: Reply(body=body, headers=extra))
-    spec = api(url, records_path="results", headers={"Authorization": "Bearer ${TOKEN}"},
-               pagination={"type": "link_header" if via == "link_header" else "next_url"})
+    spec = api(
+        url,
+        records_path="results",
+        headers={"Authorization": "Bearer ${TOKEN}"},
+        pagination={"type": "link_header" if via == "link_header" else "next_url"},
+    )
     try:
         run_batches(spec)
     except SourceError:
         pass  # refusing it is fine; following it to the configured host (127.0.0.1:<server.port>) is fine too
-    assert len(other.requests) == 0, f"{len(other.requests)} request(s), with the headers, reached the other origin"
+    assert len(other.requests) == 0, (
+        f"{len(other.requests)} request(s), with the headers, reached the other origin"
+    )
 
 
 # -- 2. redirects ---------------------------------------------------------------------------------------------------
@@ -263,23 +309,29 @@ def test_redirect_to_another_origin_is_refused_before_any_request(server, other,
     foreign = f"http://127.0.0.1:{other.port}/x"
     url = server.route("/moved", lambda r: Reply(status, b"", {"Location": foreign}))
     err = failure(lambda: run_batches(api(url, headers={"Authorization": "Bearer ${TOKEN}"})))
-    assert str(err).startswith(f"source 'items': GET {url}: redirected to {foreign}: http://127.0.0.1:{other.port} "
-                               f"is not the configured host http://127.0.0.1:{server.port}")
+    assert str(err).startswith(
+        f"source 'items': GET {url}: redirected to {foreign}: http://127.0.0.1:{other.port} "
+        f"is not the configured host http://127.0.0.1:{server.port}"
+    )
     assert "allowed_hosts" in str(err) and token not in str(err) and not err.retryable
     assert other.requests == [] and len(server.requests) == 1
 
 
-@pytest.mark.parametrize("location", [
-    "//127.0.0.1:{other}/x",  # scheme-relative
-    "http://127.0.0.1:{home}@127.0.0.1:{other}/x",  # the configured host as user info
-    "http://127.0.0.1:{home}#@127.0.0.1:{other}/x",  # a fragment: the configured host it is (no request to other)
-    "HTTP://LOCALHOST:{other}/x",
-])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "//127.0.0.1:{other}/x",  # scheme-relative
+        "http://127.0.0.1:{home}@127.0.0.1:{other}/x",  # the configured host as user info
+        "http://127.0.0.1:{home}#@127.0.0.1:{other}/x",  # a fragment: the configured host it is (no request to other)
+        "HTTP://LOCALHOST:{other}/x",
+    ],
+)
 def test_redirect_location_tricks(server, other, token, location):
     other.route("/x", lambda r: Reply(body=[{"id": 101}]))
     server.route("/", lambda r: Reply(body=[{"id": 1}]))
-    url = server.route("/moved", lambda r: Reply(302, b"", {"Location": location.format(home=server.port,
-                                                                                       other=other.port)}))
+    url = server.route(
+        "/moved", lambda r: Reply(302, b"", {"Location": location.format(home=server.port, other=other.port)})
+    )
     try:
         run_batches(api(url, headers={"Authorization": "Bearer ${TOKEN}"}))
     except SourceError as err:
@@ -287,7 +339,9 @@ def test_redirect_location_tricks(server, other, token, location):
     assert other.requests == []
 
 
-def test_redirect_chain_through_another_origin_is_refused_at_the_first_foreign_hop(server, other, warehouse, token):
+def test_redirect_chain_through_another_origin_is_refused_at_the_first_foreign_hop(
+    server, other, warehouse, token
+):
     home_end = server.route("/end", lambda r: Reply(body=[{"id": 1}]))
     hop = other.route("/hop", lambda r: Reply(302, b"", {"Location": home_end}))
     url = server.route("/start", lambda r: Reply(302, b"", {"Location": hop}))
@@ -339,8 +393,17 @@ def test_redirect_with_a_huge_body_is_not_read(server, stop):
     sent: list[int] = []
     server.route("/final", lambda r: Reply(body=[{"id": 1}]))
     size = 50 << 20
-    url = server.route("/r", lambda r: raw([head("302 Found", {"Location": "/final", "Content-Length": str(size)}),
-                                            *([bytes(1 << 20)] * 50)], stop=stop, sent=sent))
+    url = server.route(
+        "/r",
+        lambda r: raw(
+            [
+                head("302 Found", {"Location": "/final", "Content-Length": str(size)}),
+                *([bytes(1 << 20)] * 50),
+            ],
+            stop=stop,
+            sent=sent,
+        ),
+    )
     assert run_batches(api(url)) == [1]
     time.sleep(0.5)  # the writer notices the closed connection
     assert sum(sent) < size // 2, f"the client read {sum(sent):,} bytes of a redirect"
@@ -348,8 +411,14 @@ def test_redirect_with_a_huge_body_is_not_read(server, stop):
 
 def test_redirect_with_a_trickled_body_ends_quickly(server, stop):
     server.route("/final", lambda r: Reply(body=[{"id": 1}]))
-    url = server.route("/r", lambda r: raw([head("302 Found", {"Location": "/final", "Content-Length": str(50 << 20)}),
-                                            *([b"x"] * 400)], every=0.05, stop=stop))
+    url = server.route(
+        "/r",
+        lambda r: raw(
+            [head("302 Found", {"Location": "/final", "Content-Length": str(50 << 20)}), *([b"x"] * 400)],
+            every=0.05,
+            stop=stop,
+        ),
+    )
     started = time.monotonic()
     assert run_batches(api(url, timeout_seconds=3)) == [1]
     assert time.monotonic() - started < 1.5  # the 3 s budget of the attempt was not spent on the body
@@ -363,9 +432,14 @@ def test_malformed_next_or_location_url_is_one_line(server, via):
     elif via == "next_url":
         url = server.route("/items", lambda r: Reply(body={"results": [{"id": 1}], "next": bad}))
     else:
-        url = server.route("/items", lambda r: Reply(body={"results": [{"id": 1}]},
-                                                     headers={"Link": f'<{bad}>; rel="next"'}))
-    spec = api(url, records_path="results", pagination={"type": "link_header" if via == "link_header" else "next_url"})
+        url = server.route(
+            "/items", lambda r: Reply(body={"results": [{"id": 1}]}, headers={"Link": f'<{bad}>; rel="next"'})
+        )
+    spec = api(
+        url,
+        records_path="results",
+        pagination={"type": "link_header" if via == "link_header" else "next_url"},
+    )
     err = failure(lambda: run_batches(spec))
     assert "malformed URL" in str(err) or "is not a valid request" in str(err), str(err)
     assert len(server.requests) == 1
@@ -383,9 +457,16 @@ def test_https_never_steps_down_to_http():
     # not even to a host allowed with http:// explicitly
     allowed = OriginPolicy("https://api.example.com/x", ["http://cdn.example.com"])
     assert "step down" in allowed.refusal("http://cdn.example.com/y")
-    for bad in ("ftp://api.example.com/y", "file:///etc/passwd", "javascript:alert(1)", "http:///nohost",
-                "https://api.example.com:99999999/y"):
-        assert "is not a well-formed http(s) URL with a host" in OriginPolicy("https://api.example.com/x").refusal(bad), bad
+    for bad in (
+        "ftp://api.example.com/y",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http:///nohost",
+        "https://api.example.com:99999999/y",
+    ):
+        assert "is not a well-formed http(s) URL with a host" in OriginPolicy(
+            "https://api.example.com/x"
+        ).refusal(bad), bad
 
 
 def test_https_to_http_is_refused_before_any_request(other, token):
@@ -400,9 +481,29 @@ def tls_cert(tmp_path_factory):
         pytest.skip("openssl not found: no certificate for the TLS server")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return str(cert), str(key)
 
 
@@ -424,34 +525,55 @@ def test_https_source_refuses_a_step_down_to_http_even_when_allowed(tls_server, 
     else:
         url = tls_server.route("/items", lambda r: Reply(body={"results": [{"id": 1}], "next": foreign}))
     assert url.startswith("https://")
-    spec = api(url, records_path="results", pagination={"type": "next_url"},
-               headers={"Authorization": "Bearer ${TOKEN}"}, allowed_hosts=[f"http://127.0.0.1:{other.port}"])
+    spec = api(
+        url,
+        records_path="results",
+        pagination={"type": "next_url"},
+        headers={"Authorization": "Bearer ${TOKEN}"},
+        allowed_hosts=[f"http://127.0.0.1:{other.port}"],
+    )
     err = failure(lambda: run_batches(spec))
     assert f"http://127.0.0.1:{other.port} would step down from https to plain http" in str(err)
     assert other.requests == [] and len(tls_server.requests) == 1
     assert tls_server.requests[0].headers["authorization"] == f"Bearer {token}"  # the TLS server was real
 
 
-@pytest.mark.parametrize("entry, origin", [
-    ("api.example.com", Origin("https", "api.example.com", None)),
-    ("API.Example.com:8443", Origin("https", "api.example.com", 8443)),
-    ("*.example.com", Origin("https", "*.example.com", None)),
-    ("https://cdn.example.com:9443", Origin("https", "cdn.example.com", 9443)),
-    ("http://127.0.0.1:8080/", Origin("http", "127.0.0.1", 8080)),
-    ("  localhost  ", Origin("https", "localhost", None)),
-])
+@pytest.mark.parametrize(
+    "entry, origin",
+    [
+        ("api.example.com", Origin("https", "api.example.com", None)),
+        ("API.Example.com:8443", Origin("https", "api.example.com", 8443)),
+        ("*.example.com", Origin("https", "*.example.com", None)),
+        ("https://cdn.example.com:9443", Origin("https", "cdn.example.com", 9443)),
+        ("http://127.0.0.1:8080/", Origin("http", "127.0.0.1", 8080)),
+        ("  localhost  ", Origin("https", "localhost", None)),
+    ],
+)
 def test_parse_allowed_host_accepts(entry, origin):
     assert parse_allowed_host(entry) == origin
 
 
-@pytest.mark.parametrize("entry", [
-    "", "   ", "ftp://files.example.com", "http://", "host:port", "host:12ab", "user@host", "user:pw@host:80",
-    "host/path", "https://host/path", ":8080", "gopher://h:70",
-    "a:b:c",
-    "exa mple.com",
-    "host:99999",
-    "*.",
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "   ",
+        "ftp://files.example.com",
+        "http://",
+        "host:port",
+        "host:12ab",
+        "user@host",
+        "user:pw@host:80",
+        "host/path",
+        "https://host/path",
+        ":8080",
+        "gopher://h:70",
+        "a:b:c",
+        "exa mple.com",
+        "host:99999",
+        "*.",
+    ],
+)
 def test_parse_allowed_host_refuses_garbage(entry):
     with pytest.raises(ValueError, match="expected host, host:port"):
         parse_allowed_host(entry)
@@ -459,9 +581,16 @@ def test_parse_allowed_host_refuses_garbage(entry):
 
 def test_wildcard_admits_subdomains_only():
     policy = OriginPolicy("https://api.example.com/x", ["*.example.com"])
-    assert policy.refusal("https://a.example.com/") is None and policy.refusal("https://a.b.example.com/") is None
-    for url in ("https://example.com/", "https://badexample.com/", "https://example.com.evil.org/",
-                "https://a.example.com.evil.org/"):
+    assert (
+        policy.refusal("https://a.example.com/") is None
+        and policy.refusal("https://a.b.example.com/") is None
+    )
+    for url in (
+        "https://example.com/",
+        "https://badexample.com/",
+        "https://example.com.evil.org/",
+        "https://a.example.com.evil.org/",
+    ):
         assert "is not the configured host" in policy.refusal(url), url
 
 
@@ -471,15 +600,31 @@ def test_allowed_hosts_with_an_ipv6_literal_admits_it():
 
 def test_bad_allowed_hosts_entry_in_sources_yaml_is_a_config_error(make_sources):
     with pytest.raises(ConfigError) as err:
-        make_sources({"items": {"kind": "api", "url": "https://api.example.com/x",
-                                "allowed_hosts": ["cdn.example.com", "ftp://files.example.com"]},
-                      "news": {"kind": "rss", "url": "https://example.com/feed", "allowed_hosts": ["a/b"]}})
+        make_sources(
+            {
+                "items": {
+                    "kind": "api",
+                    "url": "https://api.example.com/x",
+                    "allowed_hosts": ["cdn.example.com", "ftp://files.example.com"],
+                },
+                "news": {"kind": "rss", "url": "https://example.com/feed", "allowed_hosts": ["a/b"]},
+            }
+        )
     lines = str(err.value).splitlines()
-    assert any("source 'items'" in ln and "key 'allowed_hosts'" in ln and "ftp://files.example.com" in ln
-               for ln in lines), lines
+    assert any(
+        "source 'items'" in ln and "key 'allowed_hosts'" in ln and "ftp://files.example.com" in ln
+        for ln in lines
+    ), lines
     assert any("source 'news'" in ln and "key 'allowed_hosts'" in ln and "'a/b'" in ln for ln in lines), lines
-    _, specs = make_sources({"items": {"kind": "api", "url": "https://api.example.com/x",
-                                       "allowed_hosts": ["cdn.example.com", "*.example.org", "https://h:8443"]}})
+    _, specs = make_sources(
+        {
+            "items": {
+                "kind": "api",
+                "url": "https://api.example.com/x",
+                "allowed_hosts": ["cdn.example.com", "*.example.org", "https://h:8443"],
+            }
+        }
+    )
     assert specs["items"].allowed_hosts == ["cdn.example.com", "*.example.org", "https://h:8443"]
 
 
@@ -503,7 +648,9 @@ print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def run_limited(*urls: str) -> tuple[list[str], int]:
     """Read each URL in a process limited to 2 GiB of address space: its output lines and its peak RSS (KiB)."""
-    res = subprocess.run([sys.executable, "-c", BOMB_CODE, *urls], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", BOMB_CODE, *urls], capture_output=True, text=True, timeout=120
+    )
     both = res.stdout + res.stderr
     assert res.returncode == 0 and "MemoryError" not in both and "Traceback" not in both, both[-3000:]
     lines = res.stdout.splitlines()
@@ -511,21 +658,37 @@ def run_limited(*urls: str) -> tuple[list[str], int]:
 
 
 def bomb_reply(encoding: str, body: bytes, status: str = "200 OK", **headers: str) -> Reply:
-    return raw([head(status, {"Content-Type": "application/json", "Content-Encoding": encoding,
-                              "Content-Length": str(len(body)), **headers}), body])
+    return raw(
+        [
+            head(
+                status,
+                {
+                    "Content-Type": "application/json",
+                    "Content-Encoding": encoding,
+                    "Content-Length": str(len(body)),
+                    **headers,
+                },
+            ),
+            body,
+        ]
+    )
 
 
 def test_gzip_bomb_stops_at_max_response_bytes(server):
     bomb = gzip_zeros(GIB)
-    urls = [server.route("/gzip", lambda r: bomb_reply("gzip", bomb)),
-            server.route("/deflate", lambda r: bomb_reply("deflate", zlib_zeros(GIB))),
-            server.route("/twice", lambda r: bomb_reply("gzip, gzip", gzip.compress(bomb)))]
+    urls = [
+        server.route("/gzip", lambda r: bomb_reply("gzip", bomb)),
+        server.route("/deflate", lambda r: bomb_reply("deflate", zlib_zeros(GIB))),
+        server.route("/twice", lambda r: bomb_reply("gzip, gzip", gzip.compress(bomb))),
+    ]
     lines, maxrss_kb = run_limited(*urls)
     assert len(lines) == 3, lines
     for url, line in zip(urls, lines, strict=True):
-        assert line == (f"error source 'bomb': GET {url}: answer too large: it went past 104,857,600 bytes, above "
-                        "max_response_bytes=104,857,600 (counted after decompression); fix: raise "
-                        "max_response_bytes if answers this large are expected"), line
+        assert line == (
+            f"error source 'bomb': GET {url}: answer too large: it went past 104,857,600 bytes, above "
+            "max_response_bytes=104,857,600 (counted after decompression); fix: raise "
+            "max_response_bytes if answers this large are expected"
+        ), line
     assert len(server.requests) == 3
     assert maxrss_kb < 900 << 10  # a 100 MiB budget read, not the 1 GiB it inflates to
 
@@ -539,17 +702,24 @@ def test_gzip_bomb_in_a_redirect_is_not_inflated(server):
 
 
 def test_plain_body_over_a_small_budget(server):
-    url = server.route("/items", lambda r: Reply(body=b"[" + b" " * 4998 + b"]", headers={"Content-Type": "application/json"}))
+    url = server.route(
+        "/items",
+        lambda r: Reply(body=b"[" + b" " * 4998 + b"]", headers={"Content-Type": "application/json"}),
+    )
     err = failure(lambda: run_batches(api(url, max_response_bytes=1000)))
-    assert ("answer too large: it declares 5,000 bytes, above max_response_bytes=1,000 (counted after "
-            "decompression); fix: raise max_response_bytes") in str(err)
+    assert (
+        "answer too large: it declares 5,000 bytes, above max_response_bytes=1,000 (counted after "
+        "decompression); fix: raise max_response_bytes"
+    ) in str(err)
     assert run_batches(api(url, max_response_bytes=5000)) == [0]  # exactly the budget is fine
 
 
 @pytest.mark.parametrize("budget", [1000, None])
 def test_declared_ten_gigabytes_fail_at_once(server, stop, budget):
-    url = server.route("/items", lambda r: raw([head("200 OK", {"Content-Length": str(10 ** 10)}), b"[" * 1000],
-                                               stop=stop, hold=20))
+    url = server.route(
+        "/items",
+        lambda r: raw([head("200 OK", {"Content-Length": str(10**10)}), b"[" * 1000], stop=stop, hold=20),
+    )
     started = time.monotonic()
     kw = {"max_response_bytes": budget} if budget else {}
     err = failure(lambda: run_batches(api(url, timeout_seconds=30, **kw)))
@@ -558,8 +728,12 @@ def test_declared_ten_gigabytes_fail_at_once(server, stop, budget):
 
 
 def test_endless_chunked_body_stops_at_the_budget(server, stop):
-    url = server.route("/items", lambda r: raw([head("200 OK", {"Transfer-Encoding": "chunked"}),
-                                                *chunked(b"[" * 500, 100_000)], stop=stop))
+    url = server.route(
+        "/items",
+        lambda r: raw(
+            [head("200 OK", {"Transfer-Encoding": "chunked"}), *chunked(b"[" * 500, 100_000)], stop=stop
+        ),
+    )
     started = time.monotonic()
     err = failure(lambda: run_batches(api(url, max_response_bytes=1000)))
     assert "answer too large: it went past 1,000 bytes, above max_response_bytes=1,000" in str(err)
@@ -568,8 +742,12 @@ def test_endless_chunked_body_stops_at_the_budget(server, stop):
 
 @pytest.mark.parametrize("length", ["abc", "2, 2"])
 def test_malformed_content_length_is_one_line(server, length):
-    url = server.route("/items", lambda r: raw([head("200 OK", {"Content-Type": "application/json",
-                                                                 "Content-Length": length}), b"[]"]))
+    url = server.route(
+        "/items",
+        lambda r: raw(
+            [head("200 OK", {"Content-Type": "application/json", "Content-Length": length}), b"[]"]
+        ),
+    )
     try:
         run_batches(api(url, max_response_bytes=1000))
     except SourceError as err:
@@ -589,23 +767,32 @@ def test_retry_after_beyond_max_delay_fails_at_once(server, status, after):
     value = http_date(3600) if after == "date" else after
     url = server.route("/items", lambda r: Reply(status, {"error": "slow down"}, {"Retry-After": value}))
     started = time.monotonic()
-    err = failure(lambda: run_batches(api(url, retry={"max_retries": 3, "delay_seconds": 0.01,
-                                                      "max_delay_seconds": 2})))
+    err = failure(
+        lambda: run_batches(api(url, retry={"max_retries": 3, "delay_seconds": 0.01, "max_delay_seconds": 2}))
+    )
     assert time.monotonic() - started < 10
     msg = str(err)
     seconds = "3600" if after == "3600" else r"3[56]\d\d(\.\d+)?"
-    assert re.search(rf"the server asked to retry after {seconds} s \(Retry-After\), more than "
-                                   r"retry\.max_delay_seconds=2; fix: .*retry\.max_delay_seconds", msg), msg
+    assert re.search(
+        rf"the server asked to retry after {seconds} s \(Retry-After\), more than "
+        r"retry\.max_delay_seconds=2; fix: .*retry\.max_delay_seconds",
+        msg,
+    ), msg
     assert len(server.requests) == 1
 
 
 def test_retry_after_within_max_delay_is_honoured(server):
     def route(req):
-        return Reply(429, {"error": "slow down"}, {"Retry-After": "1"}) if len(server.requests) == 1 \
+        return (
+            Reply(429, {"error": "slow down"}, {"Retry-After": "1"})
+            if len(server.requests) == 1
             else Reply(body=[{"id": 1}])
+        )
 
     url = server.route("/items", route)
-    assert run_batches(api(url, retry={"max_retries": 3, "delay_seconds": 0.01, "max_delay_seconds": 2})) == [1]
+    assert run_batches(api(url, retry={"max_retries": 3, "delay_seconds": 0.01, "max_delay_seconds": 2})) == [
+        1
+    ]
     first, second = server.requests
     assert second.at - first.at >= 0.9
 
@@ -617,9 +804,14 @@ TRICKLE = {"timeout_seconds": 1.5, "retry": {"max_retries": 2, "delay_seconds": 
 
 def test_trickled_body_fails_within_the_attempt_budget(server, stop):
     body = b"[" + b" " * 998 + b"]"
-    url = server.route("/items", lambda r: raw([head("200 OK", {"Content-Type": "application/json",
-                                                                 "Content-Length": "1000"}), *bytewise(body)],
-                                               every=0.5, stop=stop))
+    url = server.route(
+        "/items",
+        lambda r: raw(
+            [head("200 OK", {"Content-Type": "application/json", "Content-Length": "1000"}), *bytewise(body)],
+            every=0.5,
+            stop=stop,
+        ),
+    )
     started = time.monotonic()
     err = failure(lambda: run_batches(api(url, **TRICKLE)))
     assert time.monotonic() - started < 15
@@ -639,12 +831,15 @@ def test_trickled_status_line_and_headers_fail_within_the_attempt_budget(server,
 
 def test_slow_server_within_the_budget_succeeds(server, stop):
     body = json.dumps([{"id": i} for i in range(1, 4)]).encode()
-    parts = [body[: len(body) // 3], body[len(body) // 3: 2 * len(body) // 3], body[2 * len(body) // 3:]]
+    parts = [body[: len(body) // 3], body[len(body) // 3 : 2 * len(body) // 3], body[2 * len(body) // 3 :]]
 
     def route(req):
         time.sleep(0.3)  # slow to answer at all
-        return raw([head("200 OK", {"Content-Type": "application/json", "Content-Length": str(len(body))}), *parts],
-                   every=0.3, stop=stop)
+        return raw(
+            [head("200 OK", {"Content-Type": "application/json", "Content-Length": str(len(body))}), *parts],
+            every=0.3,
+            stop=stop,
+        )
 
     url = server.route("/items", route)
     assert run_batches(api(url, timeout_seconds=5, retry={"max_retries": 0})) == [3]
@@ -653,11 +848,21 @@ def test_slow_server_within_the_budget_succeeds(server, stop):
 
 @pytest.mark.parametrize("max_retries", [0, 1])
 def test_trickled_error_body_fails_within_the_attempt_budget(server, stop, max_retries):
-    url = server.route("/items", lambda r: raw([head("503 Service Unavailable", {"Content-Length": "1000"}),
-                                                *([b"x"] * 1000)], every=0.1, stop=stop, for_at_most=3))
+    url = server.route(
+        "/items",
+        lambda r: raw(
+            [head("503 Service Unavailable", {"Content-Length": "1000"}), *([b"x"] * 1000)],
+            every=0.1,
+            stop=stop,
+            for_at_most=3,
+        ),
+    )
     started = time.monotonic()
-    err = failure(lambda: run_batches(api(url, timeout_seconds=0.5,
-                                          retry={"max_retries": max_retries, "delay_seconds": 0.05})))
+    err = failure(
+        lambda: run_batches(
+            api(url, timeout_seconds=0.5, retry={"max_retries": max_retries, "delay_seconds": 0.05})
+        )
+    )
     assert time.monotonic() - started < 2.5, str(err)  # 0.5 s per attempt, not the 3 s the server trickles
     assert "no complete answer within 0.5 s" in str(err)
 
@@ -673,7 +878,9 @@ def test_cursor_cycle_stops_and_lands_the_pages_read_once(server, warehouse):
         return Reply(body={"data": [{"id": i} for i in ids], "next": cursor})
 
     url = server.route("/items", route)
-    spec = api(url, records_path="data", primary_key=["id"], pagination={"type": "cursor", "cursor_path": "next"})
+    spec = api(
+        url, records_path="data", primary_key=["id"], pagination={"type": "cursor", "cursor_path": "next"}
+    )
     err = failure(lambda: ingest(spec, warehouse, "r1"))
     assert "the pagination loops; the 3 page(s) read have landed" in str(err) and "fix:" in str(err)
     assert [r.query.get("cursor") for r in server.requests] == [None, "A", "B"]
@@ -721,10 +928,13 @@ def test_max_pages_lands_what_it_read_and_the_rerun_resumes(server, warehouse):
 # -- 4f. JSON nested too deeply -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000],
-                         ids=["lists", "objects"])
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000], ids=["lists", "objects"]
+)
 def test_json_nested_too_deeply_is_one_line(server, warehouse, body):
-    url = server.route("/items", lambda r: Reply(body=body.encode(), headers={"Content-Type": "application/json"}))
+    url = server.route(
+        "/items", lambda r: Reply(body=body.encode(), headers={"Content-Type": "application/json"})
+    )
     err = failure(lambda: ingest(api(url), warehouse, "r1"))
     msg = str(err)
     assert msg.startswith(f"source 'items': GET {url}: body is not JSON (nested too deeply): ")
@@ -738,7 +948,9 @@ def test_json_nested_too_deeply_is_one_line(server, warehouse, body):
 def test_local_feed_file_over_the_budget(tmp_path):
     path = tmp_path / "big.xml"
     path.write_text(FEED.replace("<title>t</title>", "<title>" + "t" * 5000 + "</title>"))
-    err = failure(lambda: run_batches(RssSource(name="news", kind="rss", url=str(path), max_response_bytes=1000)))
+    err = failure(
+        lambda: run_batches(RssSource(name="news", kind="rss", url=str(path), max_response_bytes=1000))
+    )
     assert str(err).startswith(f"source 'news': feed file {path}: larger than max_response_bytes=1,000; fix:")
     assert run_batches(RssSource(name="news", kind="rss", url=str(path))) == [1]
 
@@ -747,10 +959,16 @@ def test_local_feed_file_over_the_budget(tmp_path):
 def test_http_feed_over_the_budget(server, stop, how):
     big = FEED.replace("<title>t</title>", "<title>" + "t" * 5000 + "</title>").encode()
     if how == "declared":
-        url = server.route("/feed", lambda r: Reply(body=big, headers={"Content-Type": "application/rss+xml"}))
+        url = server.route(
+            "/feed", lambda r: Reply(body=big, headers={"Content-Type": "application/rss+xml"})
+        )
     elif how == "chunked":
-        url = server.route("/feed", lambda r: raw([head("200 OK", {"Transfer-Encoding": "chunked"}),
-                                                   *chunked(big[:500], 100_000)], stop=stop))
+        url = server.route(
+            "/feed",
+            lambda r: raw(
+                [head("200 OK", {"Transfer-Encoding": "chunked"}), *chunked(big[:500], 100_000)], stop=stop
+            ),
+        )
     else:
         url = server.route("/feed", lambda r: bomb_reply("gzip", gzip.compress(big)))
     spec = RssSource(name="news", kind="rss", url=url, max_response_bytes=1000, retry={"max_retries": 0})
@@ -762,7 +980,9 @@ def test_http_feed_over_the_budget(server, stop, how):
 
 def test_feed_redirect_to_another_origin_is_refused(server, other):
     other.route("/feed", lambda r: Reply(body=FEED))
-    url = server.route("/feed", lambda r: Reply(302, b"", {"Location": f"http://127.0.0.1:{other.port}/feed"}))
+    url = server.route(
+        "/feed", lambda r: Reply(302, b"", {"Location": f"http://127.0.0.1:{other.port}/feed"})
+    )
     err = failure(lambda: run_batches(RssSource(name="news", kind="rss", url=url, retry={"max_retries": 0})))
     assert "is not the configured host" in str(err) and other.requests == []
 
@@ -771,8 +991,16 @@ def test_feed_redirect_to_another_origin_is_refused(server, other):
 
 
 def test_401_body_echoing_the_token_with_nul_bytes(server, token, caplog):
-    body = (b'{"error": "token Bearer ' + token.encode() + b' is not valid", "trace": "' + b"\x00" * 8
-            + b"A" * 5000 + b" " + token.encode() + b'"}')
+    body = (
+        b'{"error": "token Bearer '
+        + token.encode()
+        + b' is not valid", "trace": "'
+        + b"\x00" * 8
+        + b"A" * 5000
+        + b" "
+        + token.encode()
+        + b'"}'
+    )
     url = server.route("/items", lambda r: Reply(401, body, {"Content-Type": "application/json"}))
     with caplog.at_level(logging.DEBUG):
         err = failure(lambda: run_batches(api(url, headers={"Authorization": "Bearer ${TOKEN}"})))

@@ -29,13 +29,24 @@ ITEMS = [{"id": i, "name": f"item {i}"} for i in range(1, 61)]
 
 def _pages(req):
     page = int(req.query.get("page", "1"))
-    return Reply(body=ITEMS[(page - 1) * 10: page * 10])
+    return Reply(body=ITEMS[(page - 1) * 10 : page * 10])
 
 
 def _sources(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "sources.yaml"
-    path.write_text(yaml.safe_dump({"items": {"kind": "api", "url": url, "primary_key": ["id"], "batch_rows": 10,
-                                              "pagination": {"type": "page", "size": 10}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "items": {
+                    "kind": "api",
+                    "url": url,
+                    "primary_key": ["id"],
+                    "batch_rows": 10,
+                    "pagination": {"type": "page", "size": 10},
+                }
+            }
+        )
+    )
     return path
 
 
@@ -43,8 +54,14 @@ def _ingest(sources: Path, url: str, faults: str | None = None, **kw) -> subproc
     env = {k: v for k, v in os.environ.items() if k != "ETL_FAULTS"}
     if faults:
         env["ETL_FAULTS"] = faults
-    return subprocess.Popen([str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+    return subprocess.Popen(
+        [str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )
 
 
 def _one_line(text: str) -> list[str]:
@@ -70,12 +87,22 @@ def test_two_runs_of_one_source_at_once_lose_nothing_and_fail_in_one_line(tmp_pa
     sources = _sources(tmp_path, server.route("/items", _pages))
     env = {k: v for k, v in os.environ.items() if k != "ETL_FAULTS"}
     slow = {**env, "ETL_FAULTS": "before_commit=delay(0.5)"}
-    procs = [subprocess.Popen([str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", wh_url],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) for e in (slow, env)]
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url", wh_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=e,
+        )
+        for e in (slow, env)
+    ]
     results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
     for code, err in results:
         lines = _one_line(err)
-        assert code == 0 or (code == 1 and len(lines) == 1 and "landed the same keys at the same moment" in lines[0]), err
+        assert code == 0 or (
+            code == 1 and len(lines) == 1 and "landed the same keys at the same moment" in lines[0]
+        ), err
     assert any(code == 0 for code, _ in results)
     engine = sa.create_engine(wh_url)
     with engine.connect() as conn:
@@ -110,9 +137,19 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_counted(tmp_path, serv
 
 def test_an_unreachable_warehouse_is_one_line(tmp_path, server):
     sources = _sources(tmp_path, server.route("/items", _pages))
-    res = subprocess.run([str(BIN / "etl-assets"), "ingest", "--sources", str(sources), "--url",
-                          "postgresql://postgres:hunter2-pw@127.0.0.1:1/nowhere"],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [
+            str(BIN / "etl-assets"),
+            "ingest",
+            "--sources",
+            str(sources),
+            "--url",
+            "postgresql://postgres:hunter2-pw@127.0.0.1:1/nowhere",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 1
     lines = _one_line(res.stderr)
     assert len(lines) == 1 and "check ETL_WAREHOUSE_URL" in lines[0] and "hunter2-pw" not in res.stderr

@@ -41,8 +41,12 @@ def test_names_equal_but_for_case_are_refused_before_any_table_exists(tmp_path, 
     assert not sa.inspect(warehouse.engine).has_table("items") and warehouse.checkpoint("items") is None
     assert run_error(warehouse, "items") == msg
     # declared columns and a column_map give one of them another name: then it loads, on every dialect
-    fixed = csv(tmp_path, "Id,id,name\n1,2,a\n", columns={"id_upper": "integer", "id": "integer", "name": "string"},
-                column_map={"Id": "id_upper"})
+    fixed = csv(
+        tmp_path,
+        "Id,id,name\n1,2,a\n",
+        columns={"id_upper": "integer", "id": "integer", "name": "string"},
+        column_map={"Id": "id_upper"},
+    )
     assert ingest(fixed, warehouse, "r2").inserted == 1
     assert rows(warehouse, "SELECT id_upper, id, name FROM items") == [(1, 2, "a")]
 
@@ -89,15 +93,20 @@ def test_a_lineage_name_in_the_source_is_renamed_with_a_warning(tmp_path, wareho
 
 def test_a_declared_lineage_name_is_refused(tmp_path, warehouse):
     spec = csv(tmp_path, "id,x\n1,2\n", columns={"id": "integer", "_etl_source": "string"})
-    with pytest.raises(SourceError, match=r"column '_etl_source' of the schema is the name of the lineage column "
-                                          r"'_etl_source'; fix: call it 'source__etl_source' in `columns`"):
+    with pytest.raises(
+        SourceError,
+        match=r"column '_etl_source' of the schema is the name of the lineage column "
+        r"'_etl_source'; fix: call it 'source__etl_source' in `columns`",
+    ):
         ingest(spec, warehouse, "r1")
 
 
 def _wide(n: int, rows_: int = 3, start: int = 0) -> str:
     head = ",".join(f"col_{i}" for i in range(n))
-    body = "".join(",".join(str(r + start) if i % 3 == 0 else f"v{r + start}_{i}" for i in range(n)) + "\n"
-                   for r in range(rows_))
+    body = "".join(
+        ",".join(str(r + start) if i % 3 == 0 else f"v{r + start}_{i}" for i in range(n)) + "\n"
+        for r in range(rows_)
+    )
     return head + "\n" + body
 
 
@@ -109,7 +118,8 @@ def test_a_thousand_columns_load_and_update(tmp_path, warehouse):
     assert (stats.inserted, stats.failed) == (3, 0)
     assert len(sa.inspect(warehouse.engine).get_columns("wide")) == 1003
     assert rows(warehouse, "SELECT col_0, col_1, col_998, col_999 FROM wide ORDER BY col_0") == [
-        (r, f"v{r}_1", f"v{r}_998", r) for r in range(3)]
+        (r, f"v{r}_1", f"v{r}_998", r) for r in range(3)
+    ]
     text = _wide(1000).replace("v1_500", "changed")  # one value of one row
     (tmp_path / "wide.csv").write_text(text)
     again = ingest(spec, warehouse, "r2")
@@ -125,7 +135,9 @@ def test_a_thousand_columns_without_a_key(tmp_path, warehouse):
 
 def test_more_columns_than_the_dialect_allows_is_one_line_before_any_ddl(tmp_path, warehouse):
     n = warehouse.max_columns  # with the lineage columns the table would be too wide
-    spec = csv(tmp_path, ",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("x" * n) + "\n", name="too_wide")
+    spec = csv(
+        tmp_path, ",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("x" * n) + "\n", name="too_wide"
+    )
     with pytest.raises(SourceError) as err:
         ingest(spec, warehouse, "r1")
     assert f"the table would have {n + 4} columns" in str(err.value) and f"({n})" in str(err.value)
@@ -136,8 +148,10 @@ def test_a_database_error_is_one_line_without_sql_or_row_values(tmp_path, wareho
     """A table made elsewhere refuses a value: the line names the table and the statement, never the value (a
     PostgreSQL check violation's DETAIL holds the row), the SQL or its parameters."""
     with warehouse.engine.begin() as c:
-        c.exec_driver_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT CHECK (length(v) <= 3), "
-                          "_etl_run_id TEXT, _etl_loaded_at TIMESTAMP, _etl_source TEXT)")
+        c.exec_driver_sql(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT CHECK (length(v) <= 3), "
+            "_etl_run_id TEXT, _etl_loaded_at TIMESTAMP, _etl_source TEXT)"
+        )
     spec = csv(tmp_path, "id,v\n1,ok\n2,ROW-VALUE-TOO-LONG\n", primary_key=["id"])
     with pytest.raises(SourceError) as err:
         ingest(spec, warehouse, "r1")

@@ -79,8 +79,13 @@ def samples(text: str, **match: str) -> dict[tuple[str, tuple], float]:
         for s in fam.samples:
             if all(s.labels.get(k) == v for k, v in match.items()):
                 # the gateway re-renders bucket bounds ("1" for "1.0"): compare them as numbers
-                labels = tuple(sorted((k, str(float(v)) if k == "le" else v) for k, v in s.labels.items()
-                                      if k not in ("job", "instance")))
+                labels = tuple(
+                    sorted(
+                        (k, str(float(v)) if k == "le" else v)
+                        for k, v in s.labels.items()
+                        if k not in ("job", "instance")
+                    )
+                )
                 out[(s.name, labels)] = s.value
     return out
 
@@ -97,8 +102,11 @@ def value(values: dict, name: str, **labels: str) -> float:
 def pushgateway(tmp_path):
     binary = tool("prometheus-pushgateway")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url + "/-/ready")
@@ -113,9 +121,13 @@ def instance(pg_server, tmp_path, monkeypatch):
     """A Dagster instance from the production dagster.yaml: runs and event log in a PostgreSQL database."""
     name, url = _create_db(pg_server)
     info = psycopg.conninfo.conninfo_to_dict(url)
-    for key, val in {"HOST": info.get("host", "127.0.0.1"), "PORT": str(info.get("port", 5432)),
-                     "USER": info.get("user", "postgres"), "PASSWORD": info.get("password", ""),
-                     "DB": info["dbname"]}.items():
+    for key, val in {
+        "HOST": info.get("host", "127.0.0.1"),
+        "PORT": str(info.get("port", 5432)),
+        "USER": info.get("user", "postgres"),
+        "PASSWORD": info.get("password", ""),
+        "DB": info["dbname"],
+    }.items():
         monkeypatch.setenv(f"DAGSTER_PG_{key}", val)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -144,14 +156,30 @@ def sources(tmp_path, server, monkeypatch):
     shipped = yaml.safe_load((REPO / "sources.yaml").read_text(encoding="utf-8"))
     spec = {
         "orders": {**shipped["orders"], "path": str(REPO / "examples" / "drop" / "orders_*.csv")},
-        "drifty": {"kind": "csv", "path": "drifty.csv", "primary_key": ["id"],
-                   "columns": {"id": "integer", "quantity": "integer"}, "drift": {"required": ["id"]}},
-        "customers": {**shipped["customers"], "url": f"{base}/api/customers",
-                      "rate_limit": {"calls": 1, "period_seconds": 0.3}, "schedule": "*/15 * * * *"},
-        "flaky": {"kind": "api", "url": server.route("/flaky", flaky), "primary_key": ["id"],
-                  "retry": {"max_retries": 2, "delay_seconds": 0.01}},
-        "broken": {"kind": "api", "url": server.route("/broken", lambda r: Reply(404, {"error": "gone"})),
-                   "retry": {"max_retries": 0, "delay_seconds": 0.01}},
+        "drifty": {
+            "kind": "csv",
+            "path": "drifty.csv",
+            "primary_key": ["id"],
+            "columns": {"id": "integer", "quantity": "integer"},
+            "drift": {"required": ["id"]},
+        },
+        "customers": {
+            **shipped["customers"],
+            "url": f"{base}/api/customers",
+            "rate_limit": {"calls": 1, "period_seconds": 0.3},
+            "schedule": "*/15 * * * *",
+        },
+        "flaky": {
+            "kind": "api",
+            "url": server.route("/flaky", flaky),
+            "primary_key": ["id"],
+            "retry": {"max_retries": 2, "delay_seconds": 0.01},
+        },
+        "broken": {
+            "kind": "api",
+            "url": server.route("/broken", lambda r: Reply(404, {"error": "gone"})),
+            "retry": {"max_retries": 0, "delay_seconds": 0.01},
+        },
     }
     path = tmp_path / "sources.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
@@ -164,13 +192,22 @@ def warehouse_truth(pg_url: str) -> dict:
     with psycopg.connect(pg_url) as conn:
         q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
         return {
-            "records": {st: (p, i, u, f) for st, p, i, u, f in q(
-                "SELECT source_type, sum(records_processed), sum(records_inserted), sum(records_updated), "
-                "sum(records_failed) FROM etl_runs GROUP BY source_type")},
-            "runs": {(st, s): n for st, s, n in q("SELECT source_type, status, count(*) FROM etl_runs GROUP BY 1, 2")},
+            "records": {
+                st: (p, i, u, f)
+                for st, p, i, u, f in q(
+                    "SELECT source_type, sum(records_processed), sum(records_inserted), sum(records_updated), "
+                    "sum(records_failed) FROM etl_runs GROUP BY source_type"
+                )
+            },
+            "runs": {
+                (st, s): n
+                for st, s, n in q("SELECT source_type, status, count(*) FROM etl_runs GROUP BY 1, 2")
+            },
             "drift": dict(q("SELECT source, count(*) FROM etl_schema_drift GROUP BY source")),
             "quarantine": dict(q("SELECT source, count(*) FROM etl_quarantine GROUP BY source")),
-            "rows": {t: q(f'SELECT count(*) FROM "{t}"')[0][0] for t in ("orders", "customers", "flaky", "drifty")},
+            "rows": {
+                t: q(f'SELECT count(*) FROM "{t}"')[0][0] for t in ("orders", "customers", "flaky", "drifty")
+            },
         }
 
 
@@ -190,7 +227,8 @@ def event_log_truth(results) -> dict:
 
 
 def test_sensor_pushes_exact_restart_safe_metrics_and_the_endpoints_agree(
-        pushgateway, instance, sources, pg_url, monkeypatch, tmp_path):
+    pushgateway, instance, sources, pg_url, monkeypatch, tmp_path
+):
     promtool = tool("promtool")
     monkeypatch.setenv("ETL_WAREHOUSE_URL", pg_url)
     defs = build_definitions(str(sources))
@@ -213,8 +251,9 @@ def test_sensor_pushes_exact_restart_safe_metrics_and_the_endpoints_agree(
     first = materialize(assets, instance=instance, resources=resources, raise_on_error=False)
     assert not first.success  # 'broken' answers 404; the other four land
     cursor1, pushed1 = tick(None)
-    second = materialize([a for a in assets if a.key.path[-1] != "broken"], instance=instance,
-                         resources=resources)
+    second = materialize(
+        [a for a in assets if a.key.path[-1] != "broken"], instance=instance, resources=resources
+    )
     cursor2, pushed2 = tick(cursor1)
 
     truth, events = warehouse_truth(pg_url), event_log_truth([first, second])
@@ -227,9 +266,16 @@ def test_sensor_pushes_exact_restart_safe_metrics_and_the_endpoints_agree(
     # inserts are the rows the tables hold; the one failed record is the one quarantined row
     assert value(pushed2, "etl_records_inserted_total", source_type="csv") == 199 + 2
     assert value(pushed2, "etl_records_inserted_total", source_type="api") == 60 + 2
-    assert value(pushed2, "etl_records_failed_total", source_type="csv") == sum(truth["quarantine"].values()) == 1
+    assert (
+        value(pushed2, "etl_records_failed_total", source_type="csv")
+        == sum(truth["quarantine"].values())
+        == 1
+    )
     assert {k: v for k, v in truth["runs"].items()} == {
-        ("csv", "success"): 4, ("api", "success"): 4, ("api", "failure"): 1}
+        ("csv", "success"): 4,
+        ("api", "success"): 4,
+        ("api", "failure"): 1,
+    }
     for (st, status), n in truth["runs"].items():
         assert value(pushed2, "etl_runs_total", source_type=st, status=status) == n
     assert value(pushed2, "etl_run_duration_seconds_count", source_type="api") == 5
@@ -249,11 +295,17 @@ def test_sensor_pushes_exact_restart_safe_metrics_and_the_endpoints_agree(
     for src, n in events["retries"].items():
         assert value(pushed2, "etl_http_retries_total", source=src) == n
         assert value(pushed2, "etl_rate_limit_waits_total", source=src) == events["waits"][src]
-    assert value(pushed2, "etl_dagster_runs_total", dagster_job="__ephemeral_asset_job__", status="failure") == 1
-    assert value(pushed2, "etl_dagster_runs_total", dagster_job="__ephemeral_asset_job__", status="success") == 1
+    assert (
+        value(pushed2, "etl_dagster_runs_total", dagster_job="__ephemeral_asset_job__", status="failure") == 1
+    )
+    assert (
+        value(pushed2, "etl_dagster_runs_total", dagster_job="__ephemeral_asset_job__", status="success") == 1
+    )
     checks = sum(v for k, v in pushed2.items() if k[0] == "etl_asset_check_evaluations_total")
     assert checks == 3 * (4 + 4)  # three checks per materialization; 'broken' failed before any
-    assert value(pushed1, "etl_runs_total", source_type="csv", status="success") == 2  # the first tick saw run 1
+    assert (
+        value(pushed1, "etl_runs_total", source_type="csv", status="success") == 2
+    )  # the first tick saw run 1
 
     # Nothing new: the same figures and the same cursor. A re-evaluated tick (from the previous cursor) and a
     # restarted daemon (the stored cursor) push the same figures too: nothing reset, nothing counted twice.
@@ -277,7 +329,10 @@ def test_sensor_pushes_exact_restart_safe_metrics_and_the_endpoints_agree(
     try:
         wait_for(base + "/health")
         status, body = http_get(base + "/health")
-        assert status == 200 and json.loads(body)["checks"] == {"warehouse": {"ok": True}, "dagster": {"ok": True}}
+        assert status == 200 and json.loads(body)["checks"] == {
+            "warehouse": {"ok": True},
+            "dagster": {"ok": True},
+        }
         status, body = http_get(base + "/stats")
         stats = json.loads(body)
         assert status == 200 and stats["tables"]["orders"] == 199
@@ -330,17 +385,30 @@ def test_health_names_what_failed(instance):
 
 def test_alert_rules_pass_promtool():
     promtool = tool("promtool")
-    res = subprocess.run([promtool, "check", "rules", str(REPO / "deploy" / "prometheus" / "alerts.yml")],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [promtool, "check", "rules", str(REPO / "deploy" / "prometheus" / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SUCCESS" in res.stdout + res.stderr
 
 
 def test_prometheus_config_passes_promtool():
     promtool = tool("promtool")
-    res = subprocess.run([promtool, "check", "config", "--syntax-only",
-                          str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [
+            promtool,
+            "check",
+            "config",
+            "--syntax-only",
+            str(REPO / "deploy" / "prometheus" / "prometheus.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -350,11 +418,18 @@ def test_grafana_dashboard_queries_parse_and_use_only_defined_metrics(tmp_path):
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert exprs
     # promtool parses PromQL only inside rules: each query becomes a recording rule
-    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": e}
-                                                         for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"dashboard:q{i}", "expr": e} for i, e in enumerate(exprs)],
+            }
+        ]
+    }
     (tmp_path / "q.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
-    res = subprocess.run([promtool, "check", "rules", str(tmp_path / "q.yml")], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "q.yml")], capture_output=True, text=True, timeout=30
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     names = set(m.METRICS) | {f"{n}_{s}" for n in m.METRICS for s in ("bucket", "count", "sum")}
     for expr in exprs:
@@ -371,21 +446,40 @@ def test_core_log_lines_are_json_objects_with_event_source_run_and_counts(server
         if hits["n"] == 1:
             return Reply(503, {"error": "busy"}, {"Retry-After": "0"})
         page = int(seen.query.get("page", 1))
-        return Reply(200, [{"id": i, "n": "x" if i == 3 else str(i)} for i in range(page * 2 - 1, page * 2 + 1)]
-                     if page <= 2 else [])
+        return Reply(
+            200,
+            [{"id": i, "n": "x" if i == 3 else str(i)} for i in range(page * 2 - 1, page * 2 + 1)]
+            if page <= 2
+            else [],
+        )
 
     url = server.route("/pages", pages)
     (tmp_path / "d.csv").write_text("id,qty\n1,2\n", encoding="utf-8")
-    _, specs = make_sources({
-        "paged": {"kind": "api", "url": url, "primary_key": ["id"], "columns": {"id": "integer", "n": "integer"},
-                  "pagination": {"type": "page", "page_param": "page", "size_param": "per_page", "size": 2},
-                  "rate_limit": {"calls": 1, "period_seconds": 0.3},
-                  "retry": {"max_retries": 2, "delay_seconds": 0.01}},
-        "drop": {"kind": "csv", "path": "d.csv", "primary_key": ["id"],
-                 "columns": {"id": "integer", "quantity": "integer"}, "drift": {"required": ["id"]}},
-        "gone": {"kind": "api", "url": server.route("/gone", lambda r: Reply(404, {})),
-                 "retry": {"max_retries": 0, "delay_seconds": 0.01}},
-    })
+    _, specs = make_sources(
+        {
+            "paged": {
+                "kind": "api",
+                "url": url,
+                "primary_key": ["id"],
+                "columns": {"id": "integer", "n": "integer"},
+                "pagination": {"type": "page", "page_param": "page", "size_param": "per_page", "size": 2},
+                "rate_limit": {"calls": 1, "period_seconds": 0.3},
+                "retry": {"max_retries": 2, "delay_seconds": 0.01},
+            },
+            "drop": {
+                "kind": "csv",
+                "path": "d.csv",
+                "primary_key": ["id"],
+                "columns": {"id": "integer", "quantity": "integer"},
+                "drift": {"required": ["id"]},
+            },
+            "gone": {
+                "kind": "api",
+                "url": server.route("/gone", lambda r: Reply(404, {})),
+                "retry": {"max_retries": 0, "delay_seconds": 0.01},
+            },
+        }
+    )
     wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -408,18 +502,31 @@ def test_core_log_lines_are_json_objects_with_event_source_run_and_counts(server
     by = {}
     for x in lines:
         by.setdefault(x["event"], []).append(x)
-    assert {"run_started", "batch_loaded", "quarantine", "schema_drift", "http_retry", "rate_limit_wait",
-            "run_finished", "run_failed"} <= set(by)
+    assert {
+        "run_started",
+        "batch_loaded",
+        "quarantine",
+        "schema_drift",
+        "http_retry",
+        "rate_limit_wait",
+        "run_finished",
+        "run_failed",
+    } <= set(by)
     done = next(x for x in by["run_finished"] if x["source"] == "paged")
     assert (done["run_id"], done["records_inserted"], done["records_failed"], done["http_retries"]) == (
-        "run-1", 3, 1, 1)
+        "run-1",
+        3,
+        1,
+        1,
+    )
     assert by["quarantine"][0]["source"] == "paged" and by["quarantine"][0]["records_failed"] == 1
     # lines that cannot know the source by themselves get it from the ingest in progress
     assert {(x["source"], x["run_id"]) for x in by["http_retry"]} == {("paged", "run-1")}
     assert all(x["source"] == "paged" and x["wait_seconds"] > 0 for x in by["rate_limit_wait"])
     # 'x' among the sampled values of `n` is a type change of paged; drop's header renamed qty
-    assert [(x["expected"], x["observed"], x["decision"]) for x in by["schema_drift"] if x["source"] == "drop"] == [
-        ("quantity", "qty", "auto_mapped")]
+    assert [
+        (x["expected"], x["observed"], x["decision"]) for x in by["schema_drift"] if x["source"] == "drop"
+    ] == [("quantity", "qty", "auto_mapped")]
     failed = by["run_failed"][0]
     assert (failed["source"], failed["run_id"], failed["level"]) == ("gone", "run-2", "ERROR")
     assert "HTTP 404" in failed["error"]

@@ -48,15 +48,25 @@ def test_atom_dates_normalised_to_utc(tmp_path):
     path.write_text(ATOM)
     row = next(RssExtractor(rss(str(path))).batches(None)).frame.iloc[0]
     assert (row["id"], row["updated"], row["author"], row["link"]) == (
-        "urn:e1", "2024-03-01T10:00:00+00:00", "Ann", "http://example.com/e1")
+        "urn:e1",
+        "2024-03-01T10:00:00+00:00",
+        "Ann",
+        "http://example.com/e1",
+    )
 
 
 def test_conditional_get_etag_and_last_modified(server):
     def route(req):
         if req.headers.get("if-none-match") == '"v1"':
             return Reply(304, b"")
-        return Reply(body=FEED, headers={"Content-Type": "application/rss+xml", "ETag": '"v1"',
-                                         "Last-Modified": "Wed, 01 May 2024 00:00:00 GMT"})
+        return Reply(
+            body=FEED,
+            headers={
+                "Content-Type": "application/rss+xml",
+                "ETag": '"v1"',
+                "Last-Modified": "Wed, 01 May 2024 00:00:00 GMT",
+            },
+        )
 
     url = server.route("/feed", route)
     ex = RssExtractor(rss(url))
@@ -70,8 +80,10 @@ def test_conditional_get_etag_and_last_modified(server):
 
 
 def test_not_a_feed_is_one_clear_line(server):
-    url = server.route("/feed", lambda r: Reply(body="<html><body>Hello</body></html>",
-                                                headers={"Content-Type": "text/html"}))
+    url = server.route(
+        "/feed",
+        lambda r: Reply(body="<html><body>Hello</body></html>", headers={"Content-Type": "text/html"}),
+    )
     with pytest.raises(SourceError) as err:
         list(RssExtractor(rss(url)).batches(None))
     assert str(err.value).startswith(f"source 'news': feed {url}: not an RSS/Atom feed")

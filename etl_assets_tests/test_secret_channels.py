@@ -29,8 +29,14 @@ def _secret(tag: str) -> str:
 
 @pytest.fixture
 def secrets_env():
-    return {"ETL_T_KEY": _secret("urlkey"), "ETL_T_PARAM": _secret("paramtok"), "ETL_T_BEARER": _secret("bearer"),
-            "ETL_T_COOKIE": _secret("cookie"), "ETL_T_PROXY": _secret("proxy"), "ETL_T_PATH": _secret("pathtok")}
+    return {
+        "ETL_T_KEY": _secret("urlkey"),
+        "ETL_T_PARAM": _secret("paramtok"),
+        "ETL_T_BEARER": _secret("bearer"),
+        "ETL_T_COOKIE": _secret("cookie"),
+        "ETL_T_PROXY": _secret("proxy"),
+        "ETL_T_PATH": _secret("pathtok"),
+    }
 
 
 LITERAL_HEADER = "literal-header-" + "Q7w9e2r4t6y8"
@@ -59,24 +65,48 @@ def hostile(secrets_env):
         return Reply(body={"results": [*ROWS[3:], {"id": 7, "name": echoed}], "next": None})
 
     origin.route("/good", good)
-    origin.route("/denied", lambda r: Reply(401, f"\x00denied {r.headers.get('authorization')} "
-                                                 f"cookie={r.headers.get('cookie')} key={key}".encode(),
-                                            {"Content-Type": "text/plain"}))
-    origin.route("/hop", lambda r: Reply(body={"results": ROWS[:1], "next": f"{foreign.base}/steal?api_key={key}"}))
-    origin.route(f"/tok/{secrets_env['ETL_T_PATH']}/items", lambda r: Reply(body={"results": ROWS[:2], "next": None}))
+    origin.route(
+        "/denied",
+        lambda r: Reply(
+            401,
+            f"\x00denied {r.headers.get('authorization')} "
+            f"cookie={r.headers.get('cookie')} key={key}".encode(),
+            {"Content-Type": "text/plain"},
+        ),
+    )
+    origin.route(
+        "/hop", lambda r: Reply(body={"results": ROWS[:1], "next": f"{foreign.base}/steal?api_key={key}"})
+    )
+    origin.route(
+        f"/tok/{secrets_env['ETL_T_PATH']}/items", lambda r: Reply(body={"results": ROWS[:2], "next": None})
+    )
     yield origin, foreign
     origin.close()
     foreign.close()
 
 
 def _sources(tmp_path: Path, origin: LoopbackServer) -> Path:
-    headers = {"Authorization": "Bearer ${ETL_T_BEARER}", "X-Api-Key": LITERAL_HEADER, "Cookie": "sid=${ETL_T_COOKIE}",
-               "Proxy-Authorization": "Basic ${ETL_T_PROXY}"}
-    common = {"kind": "api", "records_path": "results", "primary_key": ["id"], "headers": headers,
-              "pagination": {"type": "next_url"}, "retry": {"max_retries": 0}}
+    headers = {
+        "Authorization": "Bearer ${ETL_T_BEARER}",
+        "X-Api-Key": LITERAL_HEADER,
+        "Cookie": "sid=${ETL_T_COOKIE}",
+        "Proxy-Authorization": "Basic ${ETL_T_PROXY}",
+    }
+    common = {
+        "kind": "api",
+        "records_path": "results",
+        "primary_key": ["id"],
+        "headers": headers,
+        "pagination": {"type": "next_url"},
+        "retry": {"max_retries": 0},
+    }
     netloc = origin.base.replace("http://", f"http://user:{URL_PASSWORD}@")
     spec = {
-        "good": {**common, "url": origin.base + "/good?api_key=${ETL_T_KEY}", "params": {"token": "${ETL_T_PARAM}"}},
+        "good": {
+            **common,
+            "url": origin.base + "/good?api_key=${ETL_T_KEY}",
+            "params": {"token": "${ETL_T_PARAM}"},
+        },
         "denied": {**common, "url": netloc + "/denied?api_key=${ETL_T_KEY}"},
         "hop": {**common, "url": origin.base + "/hop?api_key=${ETL_T_KEY}"},
         "pathy": {**common, "url": origin.base + "/tok/${ETL_T_PATH}/items"},
@@ -103,9 +133,15 @@ def deployment(request, tmp_path):
     dg_name, dg_url = _create_db(admin)
     info = psycopg.conninfo.conninfo_to_dict(dg_url)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env.update({"DAGSTER_PG_HOST": info.get("host", "127.0.0.1"), "DAGSTER_PG_PORT": str(info.get("port", 5432)),
-                "DAGSTER_PG_USER": info.get("user", "postgres"), "DAGSTER_PG_PASSWORD": info.get("password", ""),
-                "DAGSTER_PG_DB": info["dbname"]})
+    env.update(
+        {
+            "DAGSTER_PG_HOST": info.get("host", "127.0.0.1"),
+            "DAGSTER_PG_PORT": str(info.get("port", 5432)),
+            "DAGSTER_PG_USER": info.get("user", "postgres"),
+            "DAGSTER_PG_PASSWORD": info.get("password", ""),
+            "DAGSTER_PG_DB": info["dbname"],
+        }
+    )
     yield env, wh_url, dg_url
     _drop_db(admin, wh_name)
     _drop_db(admin, dg_name)
@@ -145,7 +181,13 @@ def test_no_secret_in_any_channel(tmp_path, hostile, secrets_env, deployment):
     origin, foreign = hostile
     env, wh_url, dagster_pg = deployment
     sources = _sources(tmp_path, origin)
-    env = {**env, **secrets_env, "ETL_SOURCES": str(sources), "ETL_WAREHOUSE_URL": wh_url, "LOG_FORMAT": "json"}
+    env = {
+        **env,
+        **secrets_env,
+        "ETL_SOURCES": str(sources),
+        "ETL_WAREHOUSE_URL": wh_url,
+        "LOG_FORMAT": "json",
+    }
     channels: dict[str, str] = {}
 
     code, channels["validate"] = _run([str(BIN / "etl-assets"), "validate"], env, tmp_path)
@@ -153,14 +195,25 @@ def test_no_secret_in_any_channel(tmp_path, hostile, secrets_env, deployment):
     assert "api_key=***" in channels["validate"] and "user:***@" not in channels["validate"]
 
     code, channels["dagster job execute"] = _run(
-        [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_all"], env, tmp_path)
+        [str(BIN / "dagster"), "job", "execute", "-m", "etl_assets.definitions", "-j", "ingest_all"],
+        env,
+        tmp_path,
+    )
     assert code != 0  # `denied` and `hop` fail, each with its line
-    code, channels["etl-assets ingest"] = _run([str(BIN / "etl-assets"), "ingest", "denied", "hop"], env, tmp_path)
+    code, channels["etl-assets ingest"] = _run(
+        [str(BIN / "etl-assets"), "ingest", "denied", "hop"], env, tmp_path
+    )
     assert code == 1
 
     port = free_port()
-    serve = subprocess.Popen([str(BIN / "etl-assets"), "serve", "--port", str(port)], env=env, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = subprocess.Popen(
+        [str(BIN / "etl-assets"), "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -186,14 +239,20 @@ def test_no_secret_in_any_channel(tmp_path, hostile, secrets_env, deployment):
     first = origin.hits("/good")[0]
     assert first.query == {"api_key": secrets_env["ETL_T_KEY"], "token": secrets_env["ETL_T_PARAM"]}
     assert first.headers["authorization"] == "Bearer " + secrets_env["ETL_T_BEARER"]
-    assert first.headers["x-api-key"] == LITERAL_HEADER and first.headers["cookie"].endswith(secrets_env["ETL_T_COOKIE"])
-    assert origin.hits("/denied")[0].headers["authorization"] != "Bearer " + secrets_env["ETL_T_BEARER"]  # user info
+    assert first.headers["x-api-key"] == LITERAL_HEADER and first.headers["cookie"].endswith(
+        secrets_env["ETL_T_COOKIE"]
+    )
+    assert (
+        origin.hits("/denied")[0].headers["authorization"] != "Bearer " + secrets_env["ETL_T_BEARER"]
+    )  # user info
     assert len(origin.hits(f"/tok/{secrets_env['ETL_T_PATH']}/items")) >= 1
     # ... went to no other host ...
     assert foreign.requests == []
     # ... and appear in no channel, in any spelling.
-    leaked = {name: sorted(s for s in _forms([*secrets_env.values(), LITERAL_HEADER, URL_PASSWORD]) if s in text)
-              for name, text in channels.items()}
+    leaked = {
+        name: sorted(s for s in _forms([*secrets_env.values(), LITERAL_HEADER, URL_PASSWORD]) if s in text)
+        for name, text in channels.items()
+    }
     assert {k: v for k, v in leaked.items() if v} == {}
 
     # What the channels do say: the rows, the masked lineage, the failures, each in one line.
@@ -205,7 +264,10 @@ def test_no_secret_in_any_channel(tmp_path, hostile, secrets_env, deployment):
         assert lineage == {f"{origin.base}/good?api_key=***&token=***"}  # both pages landed as one batch
         # the origin's page landed before its next link was refused; the foreign rows never came
         assert [r[0] for r in conn.execute(sa.text("SELECT id FROM hop"))] == [1]
-        errors = {r[0]: r[1] for r in conn.execute(sa.text("SELECT source, error FROM etl_runs WHERE error IS NOT NULL"))}
+        errors = {
+            r[0]: r[1]
+            for r in conn.execute(sa.text("SELECT source, error FROM etl_runs WHERE error IS NOT NULL"))
+        }
         stored = conn.execute(sa.text("SELECT position FROM etl_checkpoints WHERE source = 'good'")).scalar()
         stored = json.loads(stored) if isinstance(stored, str) else stored
     engine.dispose()
@@ -233,9 +295,20 @@ def test_checkpoint_keeps_the_variable_not_its_value_and_resumes(tmp_path, serve
 
     server.route("/p", pages)
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"p": {"kind": "api", "url": server.base + "/p?api_key=${ETL_T_RESUME}",
-                                          "records_path": "results", "primary_key": ["id"], "max_pages": 2,
-                                          "pagination": {"type": "next_url"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "p": {
+                    "kind": "api",
+                    "url": server.base + "/p?api_key=${ETL_T_RESUME}",
+                    "records_path": "results",
+                    "primary_key": ["id"],
+                    "max_pages": 2,
+                    "pagination": {"type": "next_url"},
+                }
+            }
+        )
+    )
     spec = load_sources(path)["p"]
     with pytest.raises(SourceError, match="max_pages=2"):
         ingest(spec, warehouse, "r1")

@@ -38,9 +38,13 @@ RUN_TIMEOUT = 150  # seconds for the queued run to be dequeued and finish; the j
 
 def _pg_env(url: str) -> dict[str, str]:
     info = psycopg.conninfo.conninfo_to_dict(url)
-    return {"DAGSTER_PG_HOST": info.get("host", "127.0.0.1"), "DAGSTER_PG_PORT": str(info.get("port", 5432)),
-            "DAGSTER_PG_USER": info.get("user", "postgres"), "DAGSTER_PG_PASSWORD": info.get("password", ""),
-            "DAGSTER_PG_DB": info["dbname"]}
+    return {
+        "DAGSTER_PG_HOST": info.get("host", "127.0.0.1"),
+        "DAGSTER_PG_PORT": str(info.get("port", 5432)),
+        "DAGSTER_PG_USER": info.get("user", "postgres"),
+        "DAGSTER_PG_PASSWORD": info.get("password", ""),
+        "DAGSTER_PG_DB": info["dbname"],
+    }
 
 
 def _instance_yaml() -> str:
@@ -59,8 +63,12 @@ class Stack:
 
     def start(self, name: str, *cmd: str) -> None:
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = (subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True), log)
+        self.procs[name] = (
+            subprocess.Popen(
+                cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            ),
+            log,
+        )
 
     def log(self, name: str, tail: int = 4000) -> str:
         return (self.root / f"{name}.log").read_bytes()[-tail:].decode(errors="replace")
@@ -126,40 +134,98 @@ def stack(pg_server, tmp_path_factory):
     home.mkdir()
     (home / "dagster.yaml").write_text(_instance_yaml(), encoding="utf-8")
     grpc_port, web_port = free_port(), free_port()
-    (root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
-        "host": "127.0.0.1", "port": grpc_port, "location_name": "etl_assets"}}]}), encoding="utf-8")
+    (root / "workspace.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {"grpc_server": {"host": "127.0.0.1", "port": grpc_port, "location_name": "etl_assets"}}
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
 
     storage_db, storage_url = _create_db(pg_server)
     warehouse_db, warehouse_url = _create_db(pg_server)
     api = serve("127.0.0.1", 0)
-    env = {**os.environ, **_pg_env(storage_url), "DAGSTER_HOME": str(home),
-           "ETL_SOURCES": str(REPO / "sources.yaml"), "ETL_WAREHOUSE_URL": warehouse_url,
-           "ETL_DEMO_API_URL": f"http://127.0.0.1:{api.server_address[1]}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **_pg_env(storage_url),
+        "DAGSTER_HOME": str(home),
+        "ETL_SOURCES": str(REPO / "sources.yaml"),
+        "ETL_WAREHOUSE_URL": warehouse_url,
+        "ETL_DEMO_API_URL": f"http://127.0.0.1:{api.server_address[1]}",
+        "PYTHONUNBUFFERED": "1",
+    }
     stack = Stack(root, env)
     try:
         # Dagster's schema is created once, before three processes open the fresh database at the same time.
-        migrate = subprocess.run([str(BIN / "dagster"), "instance", "migrate"], cwd=root, env=env,
-                                 capture_output=True, text=True, timeout=120)
+        migrate = subprocess.run(
+            [str(BIN / "dagster"), "instance", "migrate"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
 
-        stack.start("grpc", str(BIN / "dagster"), "api", "grpc", "-m", "etl_assets.definitions",
-                    "-h", "127.0.0.1", "-p", str(grpc_port))
+        stack.start(
+            "grpc",
+            str(BIN / "dagster"),
+            "api",
+            "grpc",
+            "-m",
+            "etl_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(grpc_port),
+        )
         # The same command the compose healthcheck runs.
-        stack.wait("code server", lambda: _cli_ok(str(BIN / "dagster"), "api", "grpc-health-check",
-                                                  "-h", "127.0.0.1", "-p", str(grpc_port), env=env), 90)
-        stack.start("webserver", str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port),
-                    "-w", str(root / "workspace.yaml"))
+        stack.wait(
+            "code server",
+            lambda: _cli_ok(
+                str(BIN / "dagster"),
+                "api",
+                "grpc-health-check",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(grpc_port),
+                env=env,
+            ),
+            90,
+        )
+        stack.start(
+            "webserver",
+            str(BIN / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(web_port),
+            "-w",
+            str(root / "workspace.yaml"),
+        )
         stack.start("daemon", str(BIN / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml"))
         base = f"http://127.0.0.1:{web_port}"
         stack.wait("webserver /server_info", lambda: _http_json(f"{base}/server_info") is not None, 90)
 
         client = DagsterGraphQLClient("127.0.0.1", port_number=web_port)
-        run_id = client.submit_job_execution("ingest_all", repository_location_name="etl_assets",
-                                             repository_name="__repository__")
+        run_id = client.submit_job_execution(
+            "ingest_all", repository_location_name="etl_assets", repository_name="__repository__"
+        )
         final = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
         stack.wait(f"run {run_id}", lambda: client.get_run_status(run_id) in final, RUN_TIMEOUT)
-        yield {"base": base, "run_id": run_id, "status": client.get_run_status(run_id), "env": env,
-               "storage_url": storage_url, "warehouse_url": warehouse_url, "stack": stack}
+        yield {
+            "base": base,
+            "run_id": run_id,
+            "status": client.get_run_status(run_id),
+            "env": env,
+            "storage_url": storage_url,
+            "warehouse_url": warehouse_url,
+            "stack": stack,
+        }
     finally:
         stack.stop()
         api.shutdown()
@@ -171,16 +237,28 @@ def test_queued_run_is_dequeued_by_the_daemon_and_lands_every_source(stack):
     from dagster import DagsterEventType, DagsterRunStatus
 
     assert stack["status"] == DagsterRunStatus.SUCCESS, stack["stack"].logs()
-    with psycopg.connect(stack["storage_url"]) as conn:  # the run went through the queue, not straight to a worker
-        events = [r[0] for r in conn.execute(
-            "SELECT dagster_event_type FROM event_logs WHERE run_id = %s AND dagster_event_type IS NOT NULL "
-            "ORDER BY id", (stack["run_id"],))]
+    with psycopg.connect(
+        stack["storage_url"]
+    ) as conn:  # the run went through the queue, not straight to a worker
+        events = [
+            r[0]
+            for r in conn.execute(
+                "SELECT dagster_event_type FROM event_logs WHERE run_id = %s AND dagster_event_type IS NOT NULL "
+                "ORDER BY id",
+                (stack["run_id"],),
+            )
+        ]
     # Stored under the event types' values (RUN_START is 'PIPELINE_START' in the table).
     kinds = [DagsterEventType(e) for e in events]
     assert DagsterEventType.RUN_ENQUEUED in kinds, " ".join(sorted(set(events)))
-    assert (kinds.index(DagsterEventType.RUN_ENQUEUED) < kinds.index(DagsterEventType.RUN_STARTING)
-            < kinds.index(DagsterEventType.RUN_START))
-    assert "QueuedRunCoordinatorDaemon - INFO - Launched 1 runs" in _plain(stack["stack"].log("daemon", 10**6))
+    assert (
+        kinds.index(DagsterEventType.RUN_ENQUEUED)
+        < kinds.index(DagsterEventType.RUN_STARTING)
+        < kinds.index(DagsterEventType.RUN_START)
+    )
+    assert "QueuedRunCoordinatorDaemon - INFO - Launched 1 runs" in _plain(
+        stack["stack"].log("daemon", 10**6)
+    )
     assert DagsterEventType.RUN_SUCCESS in kinds and DagsterEventType.RUN_FAILURE not in kinds
     assert kinds.count(DagsterEventType.ASSET_MATERIALIZATION) == 4
     assert kinds.count(DagsterEventType.ASSET_CHECK_EVALUATION) == 12  # three checks per source
@@ -214,13 +292,24 @@ def test_asset_page_shows_latest_materialization_metadata_and_checks(browser_too
     # browser_tools comes first: a missing browser skips before the stack is started for nothing.
     sync_playwright, PlaywrightTimeout = browser_tools
     ARTIFACTS.mkdir(exist_ok=True)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as pw:
         # A persistent context is how Playwright takes a fresh --user-data-dir of our own.
-        browser = pw.chromium.launch_persistent_context(str(tmp_path / "chromium-profile"), headless=True,
-                                                        executable_path=CHROMIUM, args=args,
-                                                        viewport={"width": 1600, "height": 1200})
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            headless=True,
+            executable_path=CHROMIUM,
+            args=args,
+            viewport={"width": 1600, "height": 1200},
+        )
         page = browser.new_page()
         try:
             page.set_default_timeout(30_000)
@@ -246,13 +335,16 @@ def test_asset_page_shows_latest_materialization_metadata_and_checks(browser_too
             dismiss_newsletter()
             checks = {}
             # Each check with a metadata key of its own: seeing it means the detail pane shows that check.
-            for name, key in (("schema_drift", "renamed"), ("primary_key_unique", "duplicate_keys_in_table"),
-                              ("required_not_null", "null_counts")):
+            for name, key in (
+                ("schema_drift", "renamed"),
+                ("primary_key_unique", "duplicate_keys_in_table"),
+                ("required_not_null", "null_counts"),
+            ):
                 page.get_by_text(name, exact=True).filter(visible=True).first.click()
                 page.get_by_text(key, exact=True).filter(visible=True).first.wait_for()
                 page.get_by_text("Evaluation result", exact=True).first.wait_for()
                 body = page.inner_text("body")
-                checks[name] = body[body.index("Latest execution"):]
+                checks[name] = body[body.index("Latest execution") :]
                 page.screenshot(path=str(ARTIFACTS / f"asset-orders-check-{name}.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)  # what the browser saw

@@ -1,7 +1,6 @@
 """One software-defined asset per source, from one factory."""
 # No `from __future__ import annotations` here: Dagster reads the context and resource annotations at runtime.
 
-
 import os
 from typing import Any
 
@@ -41,8 +40,11 @@ def warehouse_kind() -> str:
 
 def materialization_metadata(stats: IngestStats, row_count: int, location: str) -> dict[str, Any]:
     # The same keys with the same types every run, so the UI can plot them over time.
-    loc = (MetadataValue.url(location) if location.startswith(("http://", "https://"))
-           else MetadataValue.path(location))
+    loc = (
+        MetadataValue.url(location)
+        if location.startswith(("http://", "https://"))
+        else MetadataValue.path(location)
+    )
     return {
         k.RECORDS_PROCESSED: stats.processed,
         k.RECORDS_INSERTED: stats.inserted,
@@ -62,8 +64,7 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
         k.HTTP_SECONDS: MetadataValue.float(float(stats.http_seconds)),
         k.RATE_LIMIT_WAITS: stats.rate_limit_waits,
         k.RATE_LIMIT_WAIT_SECONDS: MetadataValue.float(float(stats.rate_limit_wait_seconds)),
-        k.COLUMN_SCHEMA: TableSchema(
-            columns=[TableColumn(name=c, type=t) for c, t in stats.schema.items()]),
+        k.COLUMN_SCHEMA: TableSchema(columns=[TableColumn(name=c, type=t) for c, t in stats.schema.items()]),
     }
 
 
@@ -72,8 +73,11 @@ def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: Inges
     counting a 21M-row table took longer than the rest of a rerun on unchanged input."""
     if stats.inserted == 0:
         event = context.instance.get_latest_materialization_event(context.asset_key)
-        last = event.asset_materialization.metadata.get(k.ROW_COUNT) if event and event.asset_materialization \
+        last = (
+            event.asset_materialization.metadata.get(k.ROW_COUNT)
+            if event and event.asset_materialization
             else None
+        )
         if last is not None:
             return int(last.value)
     return wh.row_count(table)
@@ -86,9 +90,14 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
         name=spec.name,
         group_name=f"{spec.kind}_sources",
         kinds={spec.kind, warehouse_kind()},
-        description=spec.description or f"{spec.kind} source '{spec.name}' landing in table {spec.table_name}",
-        retry_policy=RetryPolicy(max_retries=spec.retry.max_retries, delay=spec.retry.delay_seconds,
-                                 backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
+        description=spec.description
+        or f"{spec.kind} source '{spec.name}' landing in table {spec.table_name}",
+        retry_policy=RetryPolicy(
+            max_retries=spec.retry.max_retries,
+            delay=spec.retry.delay_seconds,
+            backoff=Backoff.EXPONENTIAL,
+            jitter=Jitter.PLUS_MINUS,
+        ),
         pool=pool_name(spec.name),
         metadata={"source_location": location, "table": spec.table_name},
         check_specs=check_specs(spec.name),
@@ -97,8 +106,9 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
         try:
             wh = warehouse.get()
         except sa.exc.SQLAlchemyError as exc:
-            err = database_error(spec.name, redact(warehouse.url or os.environ.get("ETL_WAREHOUSE_URL") or "(default)"),
-                                 exc)
+            err = database_error(
+                spec.name, redact(warehouse.url or os.environ.get("ETL_WAREHOUSE_URL") or "(default)"), exc
+            )
             context.log.error(str(err))
             raise Failure(description=str(err), allow_retries=True) from None
         try:
@@ -118,7 +128,10 @@ def build_source_asset(spec: Any) -> AssetsDefinition:
                 raise Failure(description=f"source '{spec.name}': {type(exc).__name__}: {shown}") from None
             raise
         yield MaterializeResult(
-            metadata=materialization_metadata(stats, _row_count(context, wh, spec.table_name, stats), location),
-            check_results=[drift_check(stats.drift), *table_checks(spec, stats, wh, required_columns(spec))])
+            metadata=materialization_metadata(
+                stats, _row_count(context, wh, spec.table_name, stats), location
+            ),
+            check_results=[drift_check(stats.drift), *table_checks(spec, stats, wh, required_columns(spec))],
+        )
 
     return _source_asset

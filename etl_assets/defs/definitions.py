@@ -29,7 +29,9 @@ def build_config_error_asset(name: str, problems: list[str]) -> AssetsDefinition
     the config lines (no retry: only an edit of the file fixes it)."""
     description = "\n".join(problems)
 
-    @asset(name=name, group_name="invalid_sources", description=f"Not loaded, fix sources.yaml: {description}")
+    @asset(
+        name=name, group_name="invalid_sources", description=f"Not loaded, fix sources.yaml: {description}"
+    )
     def _invalid_source(context) -> None:  # Dagster finds `context` by its name
         context.log.error(description)
         raise Failure(description=description, allow_retries=False)
@@ -44,10 +46,15 @@ def build_definitions(sources_path: str | None = None) -> Definitions:
     schedules, drop_sensors, valid = [], [], {}
     for name, spec in specs.items():
         try:  # a rule only Dagster checks fails this source, not the code location
-            built = (build_source_asset(spec), build_schedules({name: spec}),
-                     [build_drop_sensor(spec)] if isinstance(spec, CsvSource) else [])
+            built = (
+                build_source_asset(spec),
+                build_schedules({name: spec}),
+                [build_drop_sensor(spec)] if isinstance(spec, CsvSource) else [],
+            )
         except DagsterInvalidDefinitionError as exc:
-            problems[name] = [f"source '{name}': Dagster refuses its definition: {' '.join(str(exc).split())}"]
+            problems[name] = [
+                f"source '{name}': Dagster refuses its definition: {' '.join(str(exc).split())}"
+            ]
             continue
         assets.append(built[0])
         schedules += built[1]
@@ -55,7 +62,9 @@ def build_definitions(sources_path: str | None = None) -> Definitions:
         valid[name] = spec
     for name, lines in problems.items():
         stand_in = None
-        if NAME_RE.match(name) and name not in RESERVED_NAMES:  # ingest_all is taken; Dagster refuses the others
+        if (
+            NAME_RE.match(name) and name not in RESERVED_NAMES
+        ):  # ingest_all is taken; Dagster refuses the others
             try:
                 stand_in = build_config_error_asset(name, lines)
             except DagsterInvalidDefinitionError:

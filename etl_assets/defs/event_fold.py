@@ -17,7 +17,13 @@ from ..observability.event_totals import EventTotals
 from . import metadata_keys as k
 
 # The event types the totals fold, each with its own storage-id cursor.
-EVENT_TYPES = ("ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION", "RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED")
+EVENT_TYPES = (
+    "ASSET_MATERIALIZATION",
+    "ASSET_CHECK_EVALUATION",
+    "RUN_SUCCESS",
+    "RUN_FAILURE",
+    "RUN_CANCELED",
+)
 _RUN_STATUS = {"RUN_SUCCESS": "success", "RUN_FAILURE": "failure", "RUN_CANCELED": "canceled"}
 
 
@@ -31,9 +37,13 @@ def fold_materialization(totals: EventTotals, source: str, metadata: Mapping[str
         totals.add("etl_http_requests_total", (source, str(status)), int(n))
     totals.add("etl_http_retries_total", (source,), int(md.get(k.HTTP_RETRIES) or 0))
     totals.add("etl_rate_limit_waits_total", (source,), int(md.get(k.RATE_LIMIT_WAITS) or 0))
-    totals.add("etl_rate_limit_wait_seconds_total", (source,), float(md.get(k.RATE_LIMIT_WAIT_SECONDS) or 0.0))
+    totals.add(
+        "etl_rate_limit_wait_seconds_total", (source,), float(md.get(k.RATE_LIMIT_WAIT_SECONDS) or 0.0)
+    )
     if md.get(k.HTTP_SECONDS) is not None:  # only where the metadata carries the time, so sum/count is a mean
-        totals.add("etl_http_request_duration_seconds:count", (source,), sum(int(n) for n in statuses.values()))
+        totals.add(
+            "etl_http_request_duration_seconds:count", (source,), sum(int(n) for n in statuses.values())
+        )
         totals.add("etl_http_request_duration_seconds:sum", (source,), float(md[k.HTTP_SECONDS]))
 
 
@@ -56,7 +66,9 @@ def read_event_log(instance: Any, totals: EventTotals | None = None, page: int =
                 warnings.filterwarnings("ignore", message="Use fetch_")
                 records = instance.get_event_records(
                     EventRecordsFilter(event_type=DagsterEventType[name], after_cursor=out.after.get(name)),
-                    limit=page, ascending=True)
+                    limit=page,
+                    ascending=True,
+                )
             for rec in records:
                 _fold_record(out, name, rec)
                 out.after[name] = rec.storage_id

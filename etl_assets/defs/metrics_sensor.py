@@ -21,10 +21,15 @@ PUSH_JOB = "etl_assets"
 GROUPING_KEY = {"instance": "dagster"}  # fixed: a push replaces the group, never adds a second copy
 
 
-def build_metrics_sensor(specs: dict[str, Any] | None = None, minimum_interval_seconds: int = 30) -> SensorDefinition:
-    @sensor(name="etl_metrics_sensor", minimum_interval_seconds=minimum_interval_seconds,
-            default_status=DefaultSensorStatus.RUNNING,
-            description="Pushes the etl-assets metrics (warehouse + Dagster event log) to $ETL_PUSHGATEWAY_URL.")
+def build_metrics_sensor(
+    specs: dict[str, Any] | None = None, minimum_interval_seconds: int = 30
+) -> SensorDefinition:
+    @sensor(
+        name="etl_metrics_sensor",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Pushes the etl-assets metrics (warehouse + Dagster event log) to $ETL_PUSHGATEWAY_URL.",
+    )
     def etl_metrics_sensor(context: SensorEvaluationContext):
         url = os.environ.get("ETL_PUSHGATEWAY_URL")
         if not url:

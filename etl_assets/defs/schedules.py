@@ -6,7 +6,14 @@ from dagster import DefaultScheduleStatus, ScheduleDefinition
 
 
 def build_schedules(specs: dict) -> list[ScheduleDefinition]:
-    return [ScheduleDefinition(name=f"{n}_schedule", job_name=f"ingest_{n}", cron_schedule=s.schedule,
-                               default_status=DefaultScheduleStatus.STOPPED,
-                               description=f"Ingest {n} on '{s.schedule}'.")
-            for n, s in specs.items() if s.schedule]
+    return [
+        ScheduleDefinition(
+            name=f"{n}_schedule",
+            job_name=f"ingest_{n}",
+            cron_schedule=s.schedule,
+            default_status=DefaultScheduleStatus.STOPPED,
+            description=f"Ingest {n} on '{s.schedule}'.",
+        )
+        for n, s in specs.items()
+        if s.schedule
+    ]

@@ -1,6 +1,5 @@
 """A sensor per CSV drop folder: a run when a new or changed file appears, never twice for the same file."""
 
-
 import hashlib
 import json
 from pathlib import Path
@@ -22,8 +21,12 @@ def file_signatures(spec: CsvSource) -> dict[str, str]:
 
 
 def build_drop_sensor(spec: CsvSource) -> SensorDefinition:
-    @sensor(name=f"{spec.name}_drop_sensor", job_name=f"ingest_{spec.name}", minimum_interval_seconds=30,
-            description=f"Requests ingest_{spec.name} when a file matching {spec.path} is new or changed.")
+    @sensor(
+        name=f"{spec.name}_drop_sensor",
+        job_name=f"ingest_{spec.name}",
+        minimum_interval_seconds=30,
+        description=f"Requests ingest_{spec.name} when a file matching {spec.path} is new or changed.",
+    )
     def _drop_sensor(context: SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
         try:
@@ -36,6 +39,8 @@ def build_drop_sensor(spec: CsvSource) -> SensorDefinition:
         context.update_cursor(json.dumps({**seen, **new}, sort_keys=True))
         # The run key names exactly these file versions: a re-evaluated tick cannot launch a second run.
         key = hashlib.sha1(json.dumps(new, sort_keys=True).encode()).hexdigest()
-        return RunRequest(run_key=f"{spec.name}:{key}", tags={"etl/source": spec.name, "etl/new_files": str(len(new))})
+        return RunRequest(
+            run_key=f"{spec.name}:{key}", tags={"etl/source": spec.name, "etl/new_files": str(len(new))}
+        )
 
     return _drop_sensor

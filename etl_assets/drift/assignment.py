@@ -23,7 +23,12 @@ class Assignment:
         self.transposed = n > m
         if n == 0 or m == 0:  # nothing to match on one side
             self.pairs, self.total = [], 0.0
-            self.cost, self.u, self.v, self.p = np.zeros((0, 0)), np.zeros(1), np.zeros(1), np.zeros(1, dtype=int)
+            self.cost, self.u, self.v, self.p = (
+                np.zeros((0, 0)),
+                np.zeros(1),
+                np.zeros(1),
+                np.zeros(1, dtype=int),
+            )
             return
         w = np.asarray(weights, dtype=float).reshape(n, m)
         if self.transposed:

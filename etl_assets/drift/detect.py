@@ -104,8 +104,14 @@ def _check_thresholds(auto_map_threshold: float, suggest_threshold: float) -> No
         )
 
 
-def _fix_explicit(origin: str, mapping: Mapping[str, str] | None, exp_names: Sequence[str],
-                  obs_names: Sequence[str], fixed: dict[str, ColumnMapping], used: set[str]) -> None:
+def _fix_explicit(
+    origin: str,
+    mapping: Mapping[str, str] | None,
+    exp_names: Sequence[str],
+    obs_names: Sequence[str],
+    fixed: dict[str, ColumnMapping],
+    used: set[str],
+) -> None:
     """Apply the user's `column_map` or the renames `accepted` earlier to the columns still open."""
     for obs_key, exp_key in (mapping or {}).items():
         o = _resolve(str(obs_key), [x for x in obs_names if x not in used])
@@ -120,8 +126,9 @@ def _fix_explicit(origin: str, mapping: Mapping[str, str] | None, exp_names: Seq
         used.add(o)
 
 
-def _fix_exact(exp_names: Sequence[str], obs_names: Sequence[str], fixed: dict[str, ColumnMapping],
-               used: set[str]) -> None:
+def _fix_exact(
+    exp_names: Sequence[str], obs_names: Sequence[str], fixed: dict[str, ColumnMapping], used: set[str]
+) -> None:
     """Exact after normalisation; a verbatim spelling wins over another that normalises equal. A header that
     plainly names the column beats a rename remembered from an earlier file: the remembered source column, if
     present too, is then a column of its own."""
@@ -139,8 +146,9 @@ def _fix_exact(exp_names: Sequence[str], obs_names: Sequence[str], fixed: dict[s
             used.add(o)
 
 
-def _observe(obs_names: Sequence[str], sample: Mapping[str, Sequence[object]]
-             ) -> tuple[dict[str, str], dict[str, ColumnProfile]]:
+def _observe(
+    obs_names: Sequence[str], sample: Mapping[str, Sequence[object]]
+) -> tuple[dict[str, str], dict[str, ColumnProfile]]:
     """The type and value profile of each sampled observed column that has a present value."""
     obs_types: dict[str, str] = {}
     obs_profiles: dict[str, ColumnProfile] = {}
@@ -154,17 +162,26 @@ def _observe(obs_names: Sequence[str], sample: Mapping[str, Sequence[object]]
     return obs_types, obs_profiles
 
 
-def _mark_swaps(fixed: dict[str, ColumnMapping], previous_profiles: Mapping[str, ColumnProfile],
-                obs_profiles: Mapping[str, ColumnProfile]) -> None:
+def _mark_swaps(
+    fixed: dict[str, ColumnMapping],
+    previous_profiles: Mapping[str, ColumnProfile],
+    obs_profiles: Mapping[str, ColumnProfile],
+) -> None:
     """Header-matched columns whose values fit each other's last load are `swapped` (column_map is the user's
     word and is not second-guessed)."""
     by_header = {e: m.observed for e, m in fixed.items() if "column_map" not in m.evidence and m.observed}
     for e, (partner, own, cross) in _swaps(by_header, previous_profiles, obs_profiles).items():
         m = fixed[e]
         own = round(own, 3)  # the confidence of a swapped pairing: how well its values fit the column
-        fixed[e] = ColumnMapping(e, m.observed, own, "swapped",
-                                 {**m.evidence, "profile": own, "swap_profile": round(cross, 3)},
-                                 [(m.observed, own)], swapped_with=partner)
+        fixed[e] = ColumnMapping(
+            e,
+            m.observed,
+            own,
+            "swapped",
+            {**m.evidence, "profile": own, "swap_profile": round(cross, 3)},
+            [(m.observed, own)],
+            swapped_with=partner,
+        )
 
 
 @dataclass
@@ -177,9 +194,15 @@ class _Pairs:
     evid: list[list[dict[str, float]]]
 
 
-def _score_pairs(expected: Mapping[str, str], rest_e: list[str], rest_o: list[str], scorer: NameScorer,
-                 obs_types: Mapping[str, str], obs_profiles: Mapping[str, ColumnProfile],
-                 previous_profiles: Mapping[str, ColumnProfile]) -> _Pairs:
+def _score_pairs(
+    expected: Mapping[str, str],
+    rest_e: list[str],
+    rest_o: list[str],
+    scorer: NameScorer,
+    obs_types: Mapping[str, str],
+    obs_profiles: Mapping[str, ColumnProfile],
+    previous_profiles: Mapping[str, ColumnProfile],
+) -> _Pairs:
     """Each open pair's confidence and evidence: name, type and value profile combined in log-odds space."""
     conf = [[0.0] * len(rest_o) for _ in rest_e]
     evid: list[list[dict[str, float]]] = [[{} for _ in rest_o] for _ in rest_e]
@@ -187,16 +210,25 @@ def _score_pairs(expected: Mapping[str, str], rest_e: list[str], rest_o: list[st
         prev = previous_profiles.get(e)
         declared = str(expected[e])
         # the previous load's profile knows the real type even when the declared one is "string"
-        ref_type = prev.type if prev is not None else (
-            declared if declared in COLUMN_TYPES and declared != "string" else None)
+        ref_type = (
+            prev.type
+            if prev is not None
+            else (declared if declared in COLUMN_TYPES and declared != "string" else None)
+        )
         for j, o in enumerate(rest_o):
-            conf[i][j], evid[i][j] = _score(scorer.similarity(e, o), ref_type, prev, obs_types.get(o),
-                                            obs_profiles.get(o))
+            conf[i][j], evid[i][j] = _score(
+                scorer.similarity(e, o), ref_type, prev, obs_types.get(o), obs_profiles.get(o)
+            )
     return _Pairs(rest_e, rest_o, conf, evid)
 
 
-def _score(name: float, ref_type: str | None, prev: ColumnProfile | None, obs_type: str | None,
-           obs_profile: ColumnProfile | None) -> tuple[float, dict[str, float]]:
+def _score(
+    name: float,
+    ref_type: str | None,
+    prev: ColumnProfile | None,
+    obs_type: str | None,
+    obs_profile: ColumnProfile | None,
+) -> tuple[float, dict[str, float]]:
     """One pair's confidence and the evidence it rests on."""
     ev = {"name": round(name, 3)}
     logit = _logit(name)
@@ -211,8 +243,9 @@ def _score(name: float, ref_type: str | None, prev: ColumnProfile | None, obs_ty
     return round(_sigmoid(logit), 3), ev
 
 
-def _decide(pairs: _Pairs, auto_map_threshold: float, suggest_threshold: float, auto_cap: float
-            ) -> tuple[dict[int, int], dict[int, tuple[str, float, dict[str, float]]]]:
+def _decide(
+    pairs: _Pairs, auto_map_threshold: float, suggest_threshold: float, auto_cap: float
+) -> tuple[dict[int, int], dict[int, tuple[str, float, dict[str, float]]]]:
     """The global assignment (row -> column) and each assigned pair's (decision, confidence, evidence).
 
     Log-odds weights: maximising the summed log-odds is the most likely joint assignment, and (unlike summed
@@ -247,7 +280,9 @@ def _decide(pairs: _Pairs, auto_map_threshold: float, suggest_threshold: float, 
     return chosen, decided
 
 
-def _open_mappings(pairs: _Pairs, auto_map_threshold: float, suggest_threshold: float) -> dict[str, ColumnMapping]:
+def _open_mappings(
+    pairs: _Pairs, auto_map_threshold: float, suggest_threshold: float
+) -> dict[str, ColumnMapping]:
     """The mapping of each open expected column, with its top candidates."""
     conf, evid, rest_o = pairs.conf, pairs.evid, pairs.observed
     auto_cap = round(auto_map_threshold - 0.01, 3)
@@ -270,15 +305,20 @@ def _open_mappings(pairs: _Pairs, auto_map_threshold: float, suggest_threshold: 
         decision, c, ev = decided.get(i, ("unmapped", 0.0, dict(evid[i][order[0]]) if order else {}))
         if decision == "unmapped":
             # the number of "no credible match" is its best candidate's, below drift.suggest_threshold
-            results[e] = ColumnMapping(e, None, max((s for _, s in candidates), default=0.0), "unmapped", ev,
-                                       candidates)
+            results[e] = ColumnMapping(
+                e, None, max((s for _, s in candidates), default=0.0), "unmapped", ev, candidates
+            )
             continue
         results[e] = ColumnMapping(e, rest_o[chosen[i]], c, decision, ev, candidates)
     return results
 
 
-def _report(expected: Mapping[str, str], obs_names: Sequence[str], mappings: list[ColumnMapping],
-            obs_types: Mapping[str, str]) -> DriftReport:
+def _report(
+    expected: Mapping[str, str],
+    obs_names: Sequence[str],
+    mappings: list[ColumnMapping],
+    obs_types: Mapping[str, str],
+) -> DriftReport:
     applied_obs = {m.observed for m in mappings if m.applied}
     type_changes = []
     for m in mappings:
@@ -304,8 +344,11 @@ def _conflicts(observed: Sequence[str], mappings: Sequence[ColumnMapping]) -> li
     """Observed columns left under their own name that would land in a column another observed column loads
     into (a `column_map` source beside a header naming its target; "Amount" beside "amount"): one table
     column cannot hold both, and SQLite would not even tell their names apart."""
-    into = {normalize_name(str(m.expected)): (str(m.expected), str(m.observed))
-            for m in mappings if m.applied and m.observed is not None}
+    into = {
+        normalize_name(str(m.expected)): (str(m.expected), str(m.observed))
+        for m in mappings
+        if m.applied and m.observed is not None
+    }
     loaded = {m.observed for m in mappings if m.applied or m.decision == "suggested"}
     out = []
     for o in observed:
@@ -315,8 +358,9 @@ def _conflicts(observed: Sequence[str], mappings: Sequence[ColumnMapping]) -> li
     return out
 
 
-def _swaps(by_header: Mapping[str, str], previous: Mapping[str, ColumnProfile],
-           observed: Mapping[str, ColumnProfile]) -> dict[str, tuple[str, float, float]]:
+def _swaps(
+    by_header: Mapping[str, str], previous: Mapping[str, ColumnProfile], observed: Mapping[str, ColumnProfile]
+) -> dict[str, tuple[str, float, float]]:
     """Header-matched columns whose values moved: expected -> (observed column whose values fit it, own
     profile similarity, that column's). Each column of a swap fits the other's last load far better than its
     own (SWAP_MARGIN, SWAP_FLOOR), both ways round: a two-way swap, or a rotation of several headers."""
@@ -332,7 +376,9 @@ def _swaps(by_header: Mapping[str, str], previous: Mapping[str, ColumnProfile],
             if sim >= SWAP_FLOOR and sim - own[e] >= SWAP_MARGIN:
                 best[e] = (f, sim)
     out: dict[str, tuple[str, float, float]] = {}
-    for start in best:  # keep the columns on a cycle of "fits the other better": a -> b -> a, a -> b -> c -> a
+    for (
+        start
+    ) in best:  # keep the columns on a cycle of "fits the other better": a -> b -> a, a -> b -> c -> a
         path, e = [], start
         while e in best and e not in path:
             path.append(e)

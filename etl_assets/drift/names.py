@@ -39,8 +39,6 @@ def normalize_name(name: str) -> str:
     return "_".join(tokens)
 
 
-
-
 def _stem(tok: str) -> str:
     """A deliberately light stemmer: 'tested'->'test', 'results'->'result', 'stopped'->'stop'."""
     if not tok.isalpha() or len(tok) < 5:
@@ -72,9 +70,7 @@ def _canon(tok: str) -> str:
     return _stem(ABBREVIATIONS[s]) if s in ABBREVIATIONS else s
 
 
-_RELATED: dict[frozenset, float] = {
-    frozenset((_canon(a), _canon(b))): s for a, b, s in RELATED_WORDS
-}
+_RELATED: dict[frozenset, float] = {frozenset((_canon(a), _canon(b))): s for a, b, s in RELATED_WORDS}
 _KNOWN = {w for w in COMMON_WORDS} | set(ABBREVIATIONS) | set(ABBREVIATIONS.values())
 _DROPPABLE_CANON = {_canon(t) for t in DROPPABLE}
 
@@ -225,10 +221,10 @@ def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:
             done = False
             for k in (2, 3):
                 for s in range(0, len(ys) - k + 1):
-                    joined = "".join(ys[s:s + k])
+                    joined = "".join(ys[s : s + k])
                     # compare stemmed too: "datetime" is canonically "datetim"
                     if len(t) > 3 and (joined == t or _canon(joined) == t):
-                        out.extend(ys[s:s + k])
+                        out.extend(ys[s : s + k])
                         done = True
                         break
                 if done:
@@ -238,4 +234,3 @@ def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:
         return out
 
     return expand(ta, tb), expand(tb, ta)
-

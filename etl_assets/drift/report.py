@@ -78,8 +78,14 @@ class DriftReport:
                     "decision": m.decision,
                 }
                 for m in self.mappings
-            ] + [  # a refused column is a decision too: one more row, as in the markdown table
-                {"expected": c["column"], "observed": c["observed"], "confidence": None, "decision": "conflict"}
+            ]
+            + [  # a refused column is a decision too: one more row, as in the markdown table
+                {
+                    "expected": c["column"],
+                    "observed": c["observed"],
+                    "confidence": None,
+                    "decision": "conflict",
+                }
                 for c in self.conflicts
             ],
             "added": list(self.added),
@@ -97,8 +103,10 @@ class DriftReport:
             if m.swapped_with is not None:
                 ev += f"; values fit {_md(m.swapped_with)}"
             elif not m.applied and m.candidates:
-                ev = (ev + "; " if ev else "") + "candidates: " + ", ".join(
-                    f"{_md(c)} ({shown(s)})" for c, s in m.candidates
+                ev = (
+                    (ev + "; " if ev else "")
+                    + "candidates: "
+                    + ", ".join(f"{_md(c)} ({shown(s)})" for c, s in m.candidates)
                 )
             lines.append(
                 f"| {_md(m.expected)} | {_md(m.observed) if m.observed is not None else '—'} | "
@@ -107,8 +115,10 @@ class DriftReport:
         for name in self.added:
             lines.append(f"| — | {_md(name)} |  | added |  |")
         for c in self.conflicts:
-            lines.append(f"| {_md(c['column'])} | {_md(c['observed'])} |  | conflict | "
-                         f"{_md(c['mapped_from'])} loads into it too |")
+            lines.append(
+                f"| {_md(c['column'])} | {_md(c['observed'])} |  | conflict | "
+                f"{_md(c['mapped_from'])} loads into it too |"
+            )
         for t in self.type_changes:
             lines.append(
                 f"| {_md(t['column'])} | {_md(self.observed_for(t['column']))} |  | type changed | "

@@ -16,10 +16,14 @@ class Batch:
     frame: pd.DataFrame  # raw values; index = row numbers within `location` (files: stable row identity)
     position: dict[str, Any]  # the source's checkpoint once this batch has landed (JSON-serialisable)
     location: str  # file path or URL the rows came from, for lineage, errors and quarantine
-    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (row, raw text, reason) unparseable rows
+    rejected: list[tuple[int, str, str]] = field(
+        default_factory=list
+    )  # (row, raw text, reason) unparseable rows
     # Row identity without a primary key (README "Row identity"), whatever the batching:
     version: str | None = None  # files: the content's SHA-256; a row is location + version + row number
-    replaces: bool = False  # files: the first batch of a version; the location's other versions' rows go with it
+    replaces: bool = (
+        False  # files: the first batch of a version; the location's other versions' rows go with it
+    )
     row_ids: list[str] | None = None  # APIs and feeds: one content hash per row (`content_id`), frame order
 
 
@@ -33,6 +37,7 @@ def content_id(record: Any) -> str:
 @dataclass
 class ExtractorStats:
     """What an extractor counted while reading (zero for a source read from files), for the run's stats."""
+
     http_requests: int = 0  # attempts, retries included
     http_retries: int = 0
     http_statuses: dict[str, int] = field(default_factory=dict)  # final status per request ("error": none)
@@ -47,7 +52,10 @@ def http_stats(http: Any) -> ExtractorStats:
         return ExtractorStats()
     out = ExtractorStats(http.requests, http.retries, dict(http.statuses), round(http.seconds, 3))
     if http.limiter is not None:
-        out.rate_limit_waits, out.rate_limit_wait_seconds = http.limiter.waits, round(http.limiter.waited_seconds, 3)
+        out.rate_limit_waits, out.rate_limit_wait_seconds = (
+            http.limiter.waits,
+            round(http.limiter.waited_seconds, 3),
+        )
     return out
 
 

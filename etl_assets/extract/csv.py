@@ -91,15 +91,29 @@ class CsvExtractor:
             samples = file_samples(path)
             encoding, confidence = detect_encoding_confidence(*samples)
             if encoding != "utf-8":
-                log.info("source %s: %s: encoding detected as %s (confidence %.2f); set `encoding` if it is not",
-                         self.spec.name, path, encoding, confidence,
-                         extra=event_fields("encoding_detected", source=self.spec.name, path=str(path),
-                                            encoding=encoding, confidence=round(confidence, 3)))
+                log.info(
+                    "source %s: %s: encoding detected as %s (confidence %.2f); set `encoding` if it is not",
+                    self.spec.name,
+                    path,
+                    encoding,
+                    confidence,
+                    extra=event_fields(
+                        "encoding_detected",
+                        source=self.spec.name,
+                        path=str(path),
+                        encoding=encoding,
+                        confidence=round(confidence, 3),
+                    ),
+                )
         try:  # a line that does not decode is the reader's to quarantine; the delimiter is read around it
             text = samples[0].decode(encoding, errors="replace")
         except LookupError:
-            raise SourceError(self.spec.name, f"file {path}", f"unknown encoding {encoding!r}",
-                              "set `encoding` to a Python codec name (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+            raise SourceError(
+                self.spec.name,
+                f"file {path}",
+                f"unknown encoding {encoding!r}",
+                "set `encoding` to a Python codec name (e.g. utf-8, cp1252, latin-1, utf-16)",
+            ) from None
         return encoding, self.spec.delimiter or detect_delimiter(text)
 
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
@@ -124,8 +138,14 @@ class CsvExtractor:
             first = skip == 0
             for frame, rows, complete, rejected in self._chunks(path, skip):
                 state[key] = {"sha256": digest, "rows": rows, "complete": complete}
-                yield Batch(frame=frame, position={"files": dict(state)}, location=key, rejected=rejected,
-                            version=digest, replaces=first)
+                yield Batch(
+                    frame=frame,
+                    position={"files": dict(state)},
+                    location=key,
+                    rejected=rejected,
+                    version=digest,
+                    replaces=first,
+                )
                 first = False
 
     def _chunks(self, path: Path, skip: int) -> Iterator[tuple[pd.DataFrame, int, bool, list]]:
@@ -146,7 +166,7 @@ class CsvExtractor:
             if rows <= skip:
                 continue
             if rows - n < skip:
-                chunk = chunk.iloc[skip - (rows - n):]
+                chunk = chunk.iloc[skip - (rows - n) :]
             if pending is not None:
                 pending[3].extend(rejected)
                 yield (*pending[:2], False, pending[3])
@@ -157,7 +177,9 @@ class CsvExtractor:
         else:  # nothing left after `skip`, or a header-only file: still mark the file done
             yield pd.DataFrame(), rows, True, []
 
-    def _frames(self, path: Path, encoding: str, delimiter: str) -> Iterator[tuple[pd.DataFrame | None, list]]:
+    def _frames(
+        self, path: Path, encoding: str, delimiter: str
+    ) -> Iterator[tuple[pd.DataFrame | None, list]]:
         """Raw chunks of `chunk_rows` rows (all text) and the lines rejected while reading them. A large UTF-8
         file is read by Arrow's multi-threaded parser; at the first row Arrow refuses (ragged, not UTF-8) the
         rest of the file is read by pandas, whose handling of messy files (short rows padded, long rows
@@ -179,8 +201,13 @@ class CsvExtractor:
                     return
                 except pa.ArrowInvalid as exc:
                     problem = str(exc).splitlines()[0][:200]
-                    log.info("source %s: %s: the fast reader stopped after row %d (%s); reading on with pandas",
-                             self.spec.name, path, done, problem)
+                    log.info(
+                        "source %s: %s: the fast reader stopped after row %d (%s); reading on with pandas",
+                        self.spec.name,
+                        path,
+                        done,
+                        problem,
+                    )
                     if "invalid UTF8" in problem:
                         yield from self._decoded_frames(path, encoding, delimiter, done, reported)
                         return
@@ -194,12 +221,24 @@ class CsvExtractor:
             pass
         yield from self._decoded_frames(path, encoding, delimiter, done, reported, foreign)
 
-    def _decoded_frames(self, path: Path, encoding: str, delimiter: str, skip: int, reported: set[int],
-                        foreign: re.Pattern[str] | None = None) -> Iterator[tuple[pd.DataFrame | None, list]]:
+    def _decoded_frames(
+        self,
+        path: Path,
+        encoding: str,
+        delimiter: str,
+        skip: int,
+        reported: set[int],
+        foreign: re.Pattern[str] | None = None,
+    ) -> Iterator[tuple[pd.DataFrame | None, list]]:
         """pandas' chunks of the file's lines that decode (after `skip` rows), each with the lines rejected by
         then: ragged ones, and those that do not decode (their bytes shown as \\xNN), with pandas' line numbers."""
-        log.info("source %s: %s: after row %d, not every line reads as %s: the file is read line by line",
-                 self.spec.name, path, skip, encoding)
+        log.info(
+            "source %s: %s: after row %d, not every line reads as %s: the file is read line by line",
+            self.spec.name,
+            path,
+            skip,
+            encoding,
+        )
         decoded = Decoded(path, encoding, delimiter, self.spec.name, foreign)
         try:
             for frame, rejected in self._pandas_frames(path, "utf-8", delimiter, skip, decoded):
@@ -208,23 +247,48 @@ class CsvExtractor:
             decoded.close()
         if decoded.count:
             how = "detected" if self.spec.encoding is None else "declared"
-            log.warning("source %s: %d line(s) of %s do not read as %s (%s): quarantined with their line "
-                        "numbers, the rest loads; fix: set `encoding` if the file is in another one",
-                        self.spec.name, decoded.count, path, encoding, how,
-                        extra=event_fields("undecodable_lines", source=self.spec.name, path=str(path),
-                                           encoding=encoding, records_failed=decoded.count))
+            log.warning(
+                "source %s: %d line(s) of %s do not read as %s (%s): quarantined with their line "
+                "numbers, the rest loads; fix: set `encoding` if the file is in another one",
+                self.spec.name,
+                decoded.count,
+                path,
+                encoding,
+                how,
+                extra=event_fields(
+                    "undecodable_lines",
+                    source=self.spec.name,
+                    path=str(path),
+                    encoding=encoding,
+                    records_failed=decoded.count,
+                ),
+            )
 
-    def _pandas_frames(self, path: Path, encoding: str, delimiter: str, skip: int, decoded: Decoded | None = None,
-                       suspect: re.Pattern[str] | None = None) -> Iterator[tuple[pd.DataFrame | None, list]]:
+    def _pandas_frames(
+        self,
+        path: Path,
+        encoding: str,
+        delimiter: str,
+        skip: int,
+        decoded: Decoded | None = None,
+        suspect: re.Pattern[str] | None = None,
+    ) -> Iterator[tuple[pd.DataFrame | None, list]]:
         """pandas' chunks after `skip` rows, of the file or of its `decoded` lines (in UTF-8, with their own line
         numbers: mapped back to the file's). Raises Undecodable at a chunk with a byte that does not decode in
         `encoding`, or with text that matches `suspect`."""
         line: Callable[[int], int] = decoded.line if decoded else int
         try:
             reader = pd.read_csv(
-                io.BufferedReader(decoded, 1 << 20) if decoded else path, sep=delimiter, encoding=encoding,
-                dtype=str, keep_default_na=False, na_values=[""], chunksize=self.spec.chunk_rows,
-                on_bad_lines="warn", engine="c", skip_blank_lines=True,
+                io.BufferedReader(decoded, 1 << 20) if decoded else path,
+                sep=delimiter,
+                encoding=encoding,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                chunksize=self.spec.chunk_rows,
+                on_bad_lines="warn",
+                engine="c",
+                skip_blank_lines=True,
             )
         except pd.errors.EmptyDataError:
             return
@@ -244,11 +308,18 @@ class CsvExtractor:
                     reader.close()
                     raise Undecodable from None
                 except (pd.errors.ParserError, ValueError) as exc:
-                    raise SourceError(self.spec.name, f"file {path} after row {rows}", f"unreadable CSV: {exc}",
-                                      "fix the file or set `delimiter` / `encoding`") from None
+                    raise SourceError(
+                        self.spec.name,
+                        f"file {path} after row {rows}",
+                        f"unreadable CSV: {exc}",
+                        "fix the file or set `delimiter` / `encoding`",
+                    ) from None
             # pandas reports a skipped ragged line while reading on, sometimes only at the end of the file.
-            rejected = carried + [(line(int(m.group(1))), "", m.group(2).strip())
-                                  for w in caught for m in _BAD_LINE_RE.finditer(str(w.message))]
+            rejected = carried + [
+                (line(int(m.group(1))), "", m.group(2).strip())
+                for w in caught
+                for m in _BAD_LINE_RE.finditer(str(w.message))
+            ]
             carried = []
             if chunk is None:
                 yield None, rejected
@@ -260,7 +331,7 @@ class CsvExtractor:
             if rows <= skip:  # what the fast reader already gave (it stopped on a later row)
                 carried = rejected
                 continue
-            yield (chunk.iloc[skip - (rows - len(chunk)):] if rows - len(chunk) < skip else chunk), rejected
+            yield (chunk.iloc[skip - (rows - len(chunk)) :] if rows - len(chunk) < skip else chunk), rejected
         reader.close()
 
 
@@ -279,8 +350,12 @@ def _arrow_frames(path: Path, delimiter: str, chunk_rows: int) -> Iterator[pd.Da
             path,
             read_options=pacsv.ReadOptions(block_size=ARROW_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
-                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
         )
     except pa.ArrowInvalid:
         return None

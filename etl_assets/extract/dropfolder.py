@@ -18,6 +18,7 @@ from ..logs import event_fields
 
 log = logging.getLogger(__name__)
 
+
 def _segment_matches(pattern: str, name: str) -> bool:
     if name.startswith(".") and not pattern.startswith("."):
         return False  # as glob: a hidden name only matches a segment that starts with "."
@@ -57,7 +58,9 @@ def may_contain(pattern: Sequence[str], segments: Sequence[str]) -> bool:
         return False
     head, rest = pattern[0], pattern[1:]
     if head == "**":
-        return may_contain(rest, segments) or (not segments[0].startswith(".") and may_contain(pattern, segments[1:]))
+        return may_contain(rest, segments) or (
+            not segments[0].startswith(".") and may_contain(pattern, segments[1:])
+        )
     return _segment_matches(head, segments[0]) and may_contain(rest, segments[1:])
 
 
@@ -73,9 +76,13 @@ def _readlink(path: str) -> str:
 
 
 def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
-                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device")):
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
         if test(mode):
             return name
     return "special file"
@@ -83,6 +90,7 @@ def _file_type(mode: int) -> str:
 
 class Refusal(NamedTuple):
     """Why a path of the drop folder is not read: a WARN line in a glob, a SourceError for a named file."""
+
     event: str
     problem: str
     fix: str
@@ -116,9 +124,12 @@ class DropFolder:
         visited = {(st.st_dev, st.st_ino)}
         found: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(top, followlinks=spec.follow_symlinks):
-            rel = [s for s in dirpath[len(top):].split(os.sep) if s]
-            dirnames[:] = [d for d in sorted(dirnames)
-                           if may_contain(pattern, [*rel, d]) and self._enter(os.path.join(dirpath, d), root, visited)]
+            rel = [s for s in dirpath[len(top) :].split(os.sep) if s]
+            dirnames[:] = [
+                d
+                for d in sorted(dirnames)
+                if may_contain(pattern, [*rel, d]) and self._enter(os.path.join(dirpath, d), root, visited)
+            ]
             found.extend(Path(dirpath, f) for f in filenames if matches(pattern, [*rel, f]))
         out: list[Path] = []
         seen: dict[tuple[int, int], Path] = {}
@@ -127,9 +138,15 @@ class DropFolder:
             if identity is None:
                 continue
             if identity in seen:
-                log.info("source %s: skipped %s: the same file as %s, read once", spec.name, path, seen[identity],
-                         extra=event_fields("duplicate_file_skipped", source=spec.name, path=str(path),
-                                            target=str(seen[identity])))
+                log.info(
+                    "source %s: skipped %s: the same file as %s, read once",
+                    spec.name,
+                    path,
+                    seen[identity],
+                    extra=event_fields(
+                        "duplicate_file_skipped", source=spec.name, path=str(path), target=str(seen[identity])
+                    ),
+                )
                 continue
             seen[identity] = path
             out.append(path)
@@ -141,13 +158,21 @@ class DropFolder:
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise SourceError(self.spec.name, f"path {path}", "file not found",
-                              "check `path` in sources.yaml (relative paths start at the sources file)") from None
+            raise SourceError(
+                self.spec.name,
+                f"path {path}",
+                "file not found",
+                "check `path` in sources.yaml (relative paths start at the sources file)",
+            ) from None
         root = os.path.abspath(self.spec.glob_root)
         self._check_root(root)
         if stat.S_ISLNK(st.st_mode) and not self.spec.follow_symlinks:
-            raise SourceError(self.spec.name, f"path {path}",
-                              f"is a symbolic link (to {_readlink(path)}); links are not followed", LINK_FIX)
+            raise SourceError(
+                self.spec.name,
+                f"path {path}",
+                f"is a symbolic link (to {_readlink(path)}); links are not followed",
+                LINK_FIX,
+            )
         refusal = self._refusal(path, root)
         if isinstance(refusal, Refusal):
             raise SourceError(self.spec.name, f"path {path}", refusal.problem, refusal.fix)
@@ -158,14 +183,23 @@ class DropFolder:
         must not redirect the walk."""
         real = os.path.realpath(root)
         if real != root:
-            raise SourceError(self.spec.name, f"folder {root}",
-                              f"is (now) reached through a symbolic link, to {real}; the drop folder is only "
-                              "read at its real path", "point `path` at the real folder (sources.yaml fixes it "
-                              "when loaded) and remove the link")
+            raise SourceError(
+                self.spec.name,
+                f"folder {root}",
+                f"is (now) reached through a symbolic link, to {real}; the drop folder is only "
+                "read at its real path",
+                "point `path` at the real folder (sources.yaml fixes it when loaded) and remove the link",
+            )
 
     def _warn(self, path: Path | str, refusal: Refusal) -> None:
-        log.warning("source %s: skipped %s: %s; fix: %s", self.spec.name, path, refusal.problem, refusal.fix,
-                    extra=event_fields(refusal.event, source=self.spec.name, path=str(path), target=refusal.target))
+        log.warning(
+            "source %s: skipped %s: %s; fix: %s",
+            self.spec.name,
+            path,
+            refusal.problem,
+            refusal.fix,
+            extra=event_fields(refusal.event, source=self.spec.name, path=str(path), target=refusal.target),
+        )
 
     def _enter(self, path: str, root: str, visited: set[tuple[int, int]]) -> bool:
         """Whether the walk goes into this folder: not a link (unless followed, inside the root), not one seen."""
@@ -174,14 +208,28 @@ class DropFolder:
             if stat.S_ISLNK(st.st_mode):
                 target = _readlink(path)
                 if not self.spec.follow_symlinks:
-                    self._warn(path, Refusal("symlink_skipped", f"is a symbolic link to a folder (to {target}); "
-                                             "links are not followed, its files are not read", LINK_FIX, target))
+                    self._warn(
+                        path,
+                        Refusal(
+                            "symlink_skipped",
+                            f"is a symbolic link to a folder (to {target}); "
+                            "links are not followed, its files are not read",
+                            LINK_FIX,
+                            target,
+                        ),
+                    )
                     return False
                 real = os.path.realpath(path)
                 if not _inside(real, root):
-                    self._warn(path, Refusal("symlink_refused", f"links to {real}, outside the drop folder {root}",
-                                             "move the files into the folder (links are only followed inside "
-                                             "it)", target))
+                    self._warn(
+                        path,
+                        Refusal(
+                            "symlink_refused",
+                            f"links to {real}, outside the drop folder {root}",
+                            "move the files into the folder (links are only followed inside it)",
+                            target,
+                        ),
+                    )
                     return False
                 st = os.stat(path)
         except OSError:
@@ -199,31 +247,52 @@ class DropFolder:
         try:
             st = os.lstat(path)
         except OSError:
-            return Refusal("file_vanished", "is gone (removed or renamed since the folder was listed)",
-                           "nothing to do: a file dropped again is read then")
+            return Refusal(
+                "file_vanished",
+                "is gone (removed or renamed since the folder was listed)",
+                "nothing to do: a file dropped again is read then",
+            )
         real = os.path.realpath(path)
         link = stat.S_ISLNK(st.st_mode)
         if not self.spec.follow_symlinks and (link or real != os.path.abspath(path)):
             if link:
                 target = _readlink(path)
-                return Refusal("symlink_skipped", f"is a symbolic link (to {target}); links are not followed",
-                               LINK_FIX, target)
-            return Refusal("symlink_skipped", f"is reached through a symbolic link (its real path is {real}); "
-                           "links are not followed", LINK_FIX, real)
+                return Refusal(
+                    "symlink_skipped",
+                    f"is a symbolic link (to {target}); links are not followed",
+                    LINK_FIX,
+                    target,
+                )
+            return Refusal(
+                "symlink_skipped",
+                f"is reached through a symbolic link (its real path is {real}); links are not followed",
+                LINK_FIX,
+                real,
+            )
         if not _inside(real, root):
-            return Refusal("symlink_refused", f"links to {real}, outside the drop folder {root}",
-                           "move the file into the folder (links are only followed inside it)",
-                           _readlink(path) if link else real)
+            return Refusal(
+                "symlink_refused",
+                f"links to {real}, outside the drop folder {root}",
+                "move the file into the folder (links are only followed inside it)",
+                _readlink(path) if link else real,
+            )
         if link:
             try:
                 st = os.stat(path)
             except OSError:
                 target = _readlink(path)
-                return Refusal("symlink_skipped", f"is a broken symbolic link (to {target})",
-                               "remove the link or restore its target", target)
+                return Refusal(
+                    "symlink_skipped",
+                    f"is a broken symbolic link (to {target})",
+                    "remove the link or restore its target",
+                    target,
+                )
         if not stat.S_ISREG(st.st_mode):
-            return Refusal("special_file_skipped", f"is not a regular file (a {_file_type(st.st_mode)}); only "
-                           "regular files are read", "remove it from the drop folder, or narrow `path`")
+            return Refusal(
+                "special_file_skipped",
+                f"is not a regular file (a {_file_type(st.st_mode)}); only regular files are read",
+                "remove it from the drop folder, or narrow `path`",
+            )
         return (st.st_dev, st.st_ino)
 
     def admit(self, path: Path, root: str) -> tuple[int, int] | None:

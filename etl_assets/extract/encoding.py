@@ -20,10 +20,14 @@ from chardet.enums import EncodingEra
 from ..errors import SourceError
 
 SAMPLE_BYTES = 1 << 20  # the head of a file: encoding and delimiter are detected from it...
-EXTRA_SAMPLES = 4  # ...and, past it, from this many samples spread to the end (a bounded read whatever the size)
+EXTRA_SAMPLES = (
+    4  # ...and, past it, from this many samples spread to the end (a bounded read whatever the size)
+)
 EXTRA_SAMPLE_BYTES = 1 << 17
 _ESCAPE = "etl-assets-escape"  # the decode error handler below
-_UNDECODED = re.compile("[\ud800-\udfff]")  # what _escape_undecodable makes of a byte (a valid decode never does)
+_UNDECODED = re.compile(
+    "[\ud800-\udfff]"
+)  # what _escape_undecodable makes of a byte (a valid decode never does)
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 CP1252_MARGIN = 0.75
 _CHARDET = {"encoding_era": EncodingEra.MODERN_WEB, "prefer_superset": True, "compat_names": False}
@@ -40,7 +44,7 @@ def _escape_undecodable(exc: UnicodeError) -> tuple[str, int]:
         raise exc
     wide = exc.encoding.replace("-", "").replace("_", "").lower().startswith(("utf16", "utf32"))
     end = exc.end if wide else exc.start + 1
-    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start:end]), end
+    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start : end]), end
 
 
 codecs.register_error(_ESCAPE, _escape_undecodable)
@@ -88,7 +92,7 @@ def _split_utf8(samples: Sequence[bytes]) -> tuple[int, int, bytes]:
     UTF-8 ones: what chardet is shown for the rest of the file."""
     utf8, other, kept = 0, 0, []
     for i, sample in enumerate(samples):
-        lines = sample.split(b"\n")[1 if i else 0:]  # a later sample starts inside a line
+        lines = sample.split(b"\n")[1 if i else 0 :]  # a later sample starts inside a line
         for n, line in enumerate(lines, 1):
             if not line.isascii() and _utf8_valid(line, cut=n == len(lines)):
                 utf8 += 1
@@ -109,8 +113,11 @@ def _chardet(data: bytes) -> tuple[str, float]:
         return "cp1252", 0.0
     best = found[0]
     for cand in found[1:]:
-        if (cand["encoding"] == "cp1252" and cand["confidence"] >= CP1252_MARGIN * best["confidence"]
-                and _single_byte(best["encoding"])):
+        if (
+            cand["encoding"] == "cp1252"
+            and cand["confidence"] >= CP1252_MARGIN * best["confidence"]
+            and _single_byte(best["encoding"])
+        ):
             best = cand
             break
     return codecs.lookup(best["encoding"]).name, float(best["confidence"])
@@ -134,7 +141,7 @@ def detect_encoding_confidence(sample: bytes, *more: bytes) -> tuple[str, float]
         if wide[0].startswith(("utf-16", "utf-32")):
             return wide
     samples = [sample, *more]
-    if all(_utf8_valid(s[s.find(b"\n") + 1:] if i else s) for i, s in enumerate(samples)):
+    if all(_utf8_valid(s[s.find(b"\n") + 1 :] if i else s) for i, s in enumerate(samples)):
         return "utf-8", 1.0
     utf8, other, kept = _split_utf8(samples)
     if utf8 >= other:
@@ -197,8 +204,9 @@ class Decoded(io.RawIOBase):
     its quoted fields hold, a blank line is one. A header that does not decode is a SourceError. The checks run
     on a block of records at once; record by record only in a block that fails them."""
 
-    def __init__(self, path: Path, encoding: str, delimiter: str, source: str,
-                 foreign: re.Pattern[str] | None = None):
+    def __init__(
+        self, path: Path, encoding: str, delimiter: str, source: str, foreign: re.Pattern[str] | None = None
+    ):
         super().__init__()
         self._file = path.open(encoding=encoding, errors=_ESCAPE, newline="")
         self._path, self._encoding, self._source, self._foreign = path, encoding, source, foreign
@@ -252,12 +260,17 @@ class Decoded(io.RawIOBase):
         if bad:
             code = ord(bad.group())
             what = f"byte 0x{code - 0xDC00:02X}" if 0xDC00 <= code <= 0xDCFF else "a surrogate"
-            return f"not valid {self._encoding}: {what} at character {bad.start() + 1} does not decode", _shown(text)
+            return (
+                f"not valid {self._encoding}: {what} at character {bad.start() + 1} does not decode",
+                _shown(text),
+            )
         if self._foreign is not None and not text.isascii():
             raw = text.encode(self._encoding)
             if _utf8_valid(raw, cut=False):
-                return (f"valid UTF-8 in a file read as {self._encoding}: mixed encodings; not decoded (as "
-                        f"{self._encoding} it would be mojibake)"), _shown(raw.decode("ascii", "backslashreplace"))
+                return (
+                    f"valid UTF-8 in a file read as {self._encoding}: mixed encodings; not decoded (as "
+                    f"{self._encoding} it would be mojibake)"
+                ), _shown(raw.decode("ascii", "backslashreplace"))
         return None
 
     def _fill(self, want: int) -> bytes:
@@ -272,8 +285,12 @@ class Decoded(io.RawIOBase):
             else:
                 self._exhausted = True
         except csv.Error as exc:
-            raise SourceError(self._source, f"file {self._path} line {self._lines + len(texts) + 1}",
-                              f"unreadable CSV: {exc}", "fix the file or set `delimiter` / `encoding`") from None
+            raise SourceError(
+                self._source,
+                f"file {self._path} line {self._lines + len(texts) + 1}",
+                f"unreadable CSV: {exc}",
+                "fix the file or set `delimiter` / `encoding`",
+            ) from None
         first, self._lines = self._lines + 1, self._lines + len(texts)
         block = "".join(texts)
         if not _UNDECODED.search(block) and not (self._foreign and self._foreign.search(block)):
@@ -285,8 +302,12 @@ class Decoded(io.RawIOBase):
                 kept.append(text)
                 continue
             if line == 1:
-                raise SourceError(self._source, f"file {self._path} line 1", f"the header is {problem[0]}",
-                                  "set `encoding` for this source (e.g. utf-8, cp1252, latin-1, utf-16)")
+                raise SourceError(
+                    self._source,
+                    f"file {self._path} line 1",
+                    f"the header is {problem[0]}",
+                    "set `encoding` for this source (e.g. utf-8, cp1252, latin-1, utf-16)",
+                )
             self._dropped_at.append(line - 1 - len(self._dropped_at))
             self._rejected.append((line, problem[1], problem[0]))
             self.count += 1

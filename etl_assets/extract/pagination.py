@@ -85,7 +85,10 @@ class OffsetPaginator(Paginator):
         self.cfg = cfg
 
     def first(self, url, params):
-        return {"url": url, "params": {**params, self.cfg.offset_param: 0, self.cfg.limit_param: self.cfg.limit}}
+        return {
+            "url": url,
+            "params": {**params, self.cfg.offset_param: 0, self.cfg.limit_param: self.cfg.limit},
+        }
 
     def next(self, request, response, body, records):
         if len(records) < self.cfg.limit:
@@ -106,7 +109,7 @@ class CursorPaginator(Paginator):
         if self.cfg.has_more_path and not dig(body, self.cfg.has_more_path, False):
             return None
         if self.cfg.cursor_path.startswith("$last."):
-            cursor = dig(records[-1], self.cfg.cursor_path[len("$last."):], None) if records else None
+            cursor = dig(records[-1], self.cfg.cursor_path[len("$last.") :], None) if records else None
         else:
             cursor = dig(body, self.cfg.cursor_path, None)
         if cursor is None or cursor == "" or not records:

@@ -49,7 +49,9 @@ def flatten(entry: Any) -> dict[str, Any]:
         "published": _iso(entry.get("published_parsed")),
         "updated": _iso(entry.get("updated_parsed")),
         "author": entry.get("author"),
-        "tags": json.dumps([t.get("term") for t in entry.get("tags", []) if t.get("term")], ensure_ascii=False),
+        "tags": json.dumps(
+            [t.get("term") for t in entry.get("tags", []) if t.get("term")], ensure_ascii=False
+        ),
     }
 
 
@@ -58,20 +60,37 @@ def parse_feed(source: str, place: str, content: bytes, headers: dict[str, str] 
     parsed = feedparser.parse(content, response_headers=headers or {})
     if not parsed.entries and not parsed.version:
         why = parsed.get("bozo_exception") or "no RSS/Atom elements"
-        raise SourceError(source, place, f"not an RSS/Atom feed: {why}".replace("\n", " "),
-                          "check the URL points at the feed itself")
+        raise SourceError(
+            source,
+            place,
+            f"not an RSS/Atom feed: {why}".replace("\n", " "),
+            "check the URL points at the feed itself",
+        )
     if parsed.bozo:
-        log.warning("source %s: %s is not well-formed (%s); loading the %d entries feedparser recovered",
-                    source, place, parsed.get("bozo_exception"), len(parsed.entries))
+        log.warning(
+            "source %s: %s is not well-formed (%s); loading the %d entries feedparser recovered",
+            source,
+            place,
+            parsed.get("bozo_exception"),
+            len(parsed.entries),
+        )
     return parsed
 
 
 class RssExtractor:
     def __init__(self, spec: RssSource):
         self.spec = spec
-        self.http = (SourceHttp(spec.name, spec.retry, spec.timeout_seconds, policy=OriginPolicy(spec.url, spec.allowed_hosts),
-                                max_bytes=spec.max_response_bytes)
-                     if spec.url.startswith(("http://", "https://")) else None)
+        self.http = (
+            SourceHttp(
+                spec.name,
+                spec.retry,
+                spec.timeout_seconds,
+                policy=OriginPolicy(spec.url, spec.allowed_hosts),
+                max_bytes=spec.max_response_bytes,
+            )
+            if spec.url.startswith(("http://", "https://"))
+            else None
+        )
 
     def stats(self) -> ExtractorStats:
         return http_stats(self.http)
@@ -81,13 +100,18 @@ class RssExtractor:
         if self.http is None:
             path = Path(self.spec.url)
             if not path.is_file():
-                raise SourceError(self.spec.name, f"feed file {path}", "not found", "check `url` in sources.yaml")
+                raise SourceError(
+                    self.spec.name, f"feed file {path}", "not found", "check `url` in sources.yaml"
+                )
             with path.open("rb") as f:
                 content = f.read(self.spec.max_response_bytes + 1)
             if len(content) > self.spec.max_response_bytes:
-                raise SourceError(self.spec.name, f"feed file {path}", f"larger than max_response_bytes="
-                                  f"{self.spec.max_response_bytes:,}", "raise max_response_bytes if the feed is meant "
-                                  "to be that large")
+                raise SourceError(
+                    self.spec.name,
+                    f"feed file {path}",
+                    f"larger than max_response_bytes={self.spec.max_response_bytes:,}",
+                    "raise max_response_bytes if the feed is meant to be that large",
+                )
             digest = hashlib.sha256(content).hexdigest()
             return (None if digest == state.get("sha256") else content), {"sha256": digest}, {}
         headers = {}
@@ -98,8 +122,11 @@ class RssExtractor:
         resp = self.http.get(self.spec.url, headers=headers, ok=(200, 304))
         if resp.status_code == 304:
             return None, state, {}
-        validators = {k: v for k, v in (("etag", resp.headers.get("ETag")),
-                                        ("modified", resp.headers.get("Last-Modified"))) if v}
+        validators = {
+            k: v
+            for k, v in (("etag", resp.headers.get("ETag")), ("modified", resp.headers.get("Last-Modified")))
+            if v
+        }
         digest = hashlib.sha256(resp.content).hexdigest()
         if not validators and digest == state.get("sha256"):
             return None, state, {}  # a server without validators: an unchanged body is still no news
@@ -113,12 +140,22 @@ class RssExtractor:
             return
         content, echoed = redaction.scrub_bytes(content)
         if echoed:
-            log.warning("source %s: feed %s held a configured secret; it lands as ***", self.spec.name,
-                        self.spec.url, extra=event_fields("secret_in_answer", url=self.spec.url))
+            log.warning(
+                "source %s: feed %s held a configured secret; it lands as ***",
+                self.spec.name,
+                self.spec.url,
+                extra=event_fields("secret_in_answer", url=self.spec.url),
+            )
         parsed = parse_feed(self.spec.name, f"feed {self.spec.url}", content, headers)
         rows = [flatten(e) for e in parsed.entries]
         frame = pd.DataFrame(rows, columns=list(self.spec.columns or {}) or None)
         frame.index = pd.RangeIndex(1, len(frame) + 1)
-        ids = None if self.spec.primary_key else [content_id(r) for r in rows]  # `primary_key: []`: by content
-        yield Batch(frame=frame, position=redaction.conceal(validators), location=redaction.redact(self.spec.url),
-                    row_ids=ids)
+        ids = (
+            None if self.spec.primary_key else [content_id(r) for r in rows]
+        )  # `primary_key: []`: by content
+        yield Batch(
+            frame=frame,
+            position=redaction.conceal(validators),
+            location=redaction.redact(self.spec.url),
+            row_ids=ids,
+        )

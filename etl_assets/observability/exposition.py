@@ -26,12 +26,19 @@ from .schedule import schedule_interval
 
 
 def _family(d: MetricDef) -> Metric:
-    cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "untyped": UnknownMetricFamily,
-           "histogram": HistogramMetricFamily, "summary": SummaryMetricFamily}[d.kind]
+    cls = {
+        "counter": CounterMetricFamily,
+        "gauge": GaugeMetricFamily,
+        "untyped": UnknownMetricFamily,
+        "histogram": HistogramMetricFamily,
+        "summary": SummaryMetricFamily,
+    }[d.kind]
     return cls(d.name, d.help, labels=list(d.labels))
 
 
-def families(facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any] | None = None) -> list[Metric]:
+def families(
+    facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any] | None = None
+) -> list[Metric]:
     """Every metric of METRICS, in that order, with the values of the warehouse facts and event totals."""
     fam = {name: _family(d) for name, d in METRICS.items()}
     for st, agg in sorted(facts.by_type.items()):
@@ -54,7 +61,9 @@ def families(facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any
             fam["etl_checkpoint_age_seconds"].add_metric([source], cp["age_seconds"])
             fam["etl_checkpoint_updated_timestamp_seconds"].add_metric([source], cp["updated_timestamp"])
         info = facts.sources.get(source, {})
-        fam["etl_source_last_success_timestamp_seconds"].add_metric([source], info.get("last_success_at") or 0)
+        fam["etl_source_last_success_timestamp_seconds"].add_metric(
+            [source], info.get("last_success_at") or 0
+        )
         fam["etl_source_consecutive_failures"].add_metric([source], info.get("consecutive_failures", 0))
     for source, spec in sorted((specs or {}).items()):
         interval = schedule_interval(spec.schedule) if getattr(spec, "schedule", None) else None
@@ -86,7 +95,9 @@ class _Snapshot:
         return iter(self.fams)
 
 
-def registry(facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any] | None = None) -> CollectorRegistry:
+def registry(
+    facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any] | None = None
+) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Snapshot(families(facts, totals, specs)))
     return reg
@@ -99,4 +110,3 @@ def render(reg: CollectorRegistry) -> bytes:
 def sample_values(reg: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """{(sample name, sorted labels): value} — what a test compares with the warehouse and the gateway."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for m in reg.collect() for s in m.samples}
-

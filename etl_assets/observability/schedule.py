@@ -83,8 +83,9 @@ def _has_star(text: str) -> bool:
     return text == "?" or "*" in text.split(",")
 
 
-def _fires_on(day: date, sets: list[set[int]], last_day: bool, nth: dict[int, set[int]], dom_star: bool,
-              dow_star: bool) -> bool:
+def _fires_on(
+    day: date, sets: list[set[int]], last_day: bool, nth: dict[int, set[int]], dom_star: bool, dow_star: bool
+) -> bool:
     if day.month not in sets[3]:
         return False
     on_dom = day.day in sets[2] or (last_day and day.day == calendar.monthrange(day.year, day.month)[1])
@@ -127,4 +128,3 @@ def schedule_interval(cron: str) -> float | None:
             break
         prev = ts
     return longest or None
-

@@ -43,9 +43,13 @@ class Observer:
     """What the endpoints read: the warehouse, the Dagster instance (made on first use), the sources file, and
     the fold of the instance's event log into `EventTotals` (by default `defs.event_fold.read_event_log`)."""
 
-    def __init__(self, warehouse_url: str | None = None, instance: Any = None,
-                 sources: Callable[[], dict[str, Any]] | None = None,
-                 fold: Callable[[Any, EventTotals], EventTotals] | None = None):
+    def __init__(
+        self,
+        warehouse_url: str | None = None,
+        instance: Any = None,
+        sources: Callable[[], dict[str, Any]] | None = None,
+        fold: Callable[[Any, EventTotals], EventTotals] | None = None,
+    ):
         self.warehouse_url = warehouse_url
         self._wh: Warehouse | None = None
         self._instance = instance
@@ -120,23 +124,38 @@ def create_app(observer: Observer | None = None) -> Starlette:
         try:
             facts = warehouse_facts(obs.warehouse())
         except Exception as exc:  # the warehouse is down or dropped: say so, in one line, as a 503
-            reason = f"warehouse unavailable: {type(exc).__name__}: " + (str(getattr(exc, "orig", None) or exc)
-                                                                       .strip().splitlines() or [""])[0][:300]
+            reason = (
+                f"warehouse unavailable: {type(exc).__name__}: "
+                + (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:300]
+            )
             log.warning("serve: /stats: %s", reason)
             return JSONResponse(redact_obj({"status": "unavailable", "error": reason}), status_code=503)
         names = sorted(set(facts.sources) | set(facts.checkpoints))
-        return JSONResponse(redact_obj({
-            "tables": facts.tables,
-            "sources": {s: {"last_run": facts.sources.get(s, {}).get("last_run"),
-                            "checkpoint": facts.checkpoints.get(s)} for s in names}}))
+        return JSONResponse(
+            redact_obj(
+                {
+                    "tables": facts.tables,
+                    "sources": {
+                        s: {
+                            "last_run": facts.sources.get(s, {}).get("last_run"),
+                            "checkpoint": facts.checkpoints.get(s),
+                        }
+                        for s in names
+                    },
+                }
+            )
+        )
 
     def snapshot() -> tuple[WarehouseFacts, EventTotals, dict[str, Any]] | Response:
         try:
             return obs.snapshot()
         except Exception as exc:  # partial figures would be wrong figures: fail the scrape, say why
             log.warning("serve: metrics unavailable: %s", exc)
-            return Response(f"metrics unavailable: {type(exc).__name__}: {exc}".splitlines()[0] + "\n",
-                            status_code=503, media_type="text/plain")
+            return Response(
+                f"metrics unavailable: {type(exc).__name__}: {exc}".splitlines()[0] + "\n",
+                status_code=503,
+                media_type="text/plain",
+            )
 
     def metrics_text(_: Request) -> Response:
         snap = snapshot()
@@ -150,12 +169,14 @@ def create_app(observer: Observer | None = None) -> Starlette:
             return snap
         return JSONResponse(redact_obj(as_json(*snap)))
 
-    return Starlette(routes=[
-        Route("/health", health),
-        Route("/stats", stats),
-        Route("/observability/metrics", metrics_text),
-        Route("/observability/metrics/json", metrics_json),
-    ])
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/stats", stats),
+            Route("/observability/metrics", metrics_text),
+            Route("/observability/metrics/json", metrics_json),
+        ]
+    )
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -22,7 +22,24 @@ from .tables import (
 Store = Warehouse
 
 __all__ = [
-    "DEFAULT_DIR", "LINEAGE", "ROW_ID", "SYSTEM_TABLES", "LoadResult", "SchemaState", "Store", "Warehouse",
-    "checkpoints", "default_url", "file_row_prefix", "kind_of", "metadata", "normalize_url", "quarantine", "runs",
-    "schema_drift", "schemas", "sql_type", "statement_error",
+    "DEFAULT_DIR",
+    "LINEAGE",
+    "ROW_ID",
+    "SYSTEM_TABLES",
+    "LoadResult",
+    "SchemaState",
+    "Store",
+    "Warehouse",
+    "checkpoints",
+    "default_url",
+    "file_row_prefix",
+    "kind_of",
+    "metadata",
+    "normalize_url",
+    "quarantine",
+    "runs",
+    "schema_drift",
+    "schemas",
+    "sql_type",
+    "statement_error",
 ]

@@ -6,7 +6,11 @@ import sqlite3
 
 from ..errors import SourceError
 
-_RETRYABLE = {"OperationalError", "InterfaceError", "IntegrityError"}  # PEP 249: connection lost, lock, a race
+_RETRYABLE = {
+    "OperationalError",
+    "InterfaceError",
+    "IntegrityError",
+}  # PEP 249: connection lost, lock, a race
 
 
 def statement_error(source: str, table: str, step: str, exc: BaseException) -> SourceError:
@@ -21,17 +25,27 @@ def statement_error(source: str, table: str, step: str, exc: BaseException) -> S
     kinds = {c.__name__ for c in type(orig).__mro__}
     retry = bool(kinds & _RETRYABLE)
     fix = "the batch did not land and the checkpoint has not moved; a rerun resumes there" + (
-        "" if retry else " (if it fails the same way, report this line)")
-    if kinds & {"OperationalError", "InterfaceError"} and not isinstance(orig, sqlite3.Error):  # the server went
+        "" if retry else " (if it fails the same way, report this line)"
+    )
+    if kinds & {"OperationalError", "InterfaceError"} and not isinstance(
+        orig, sqlite3.Error
+    ):  # the server went
         fix = "check ETL_WAREHOUSE_URL and that the warehouse is up; " + fix
-    if getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in line:  # a concurrent loader
+    if (
+        getattr(orig, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in line
+    ):  # a concurrent loader
         retry = True
         line = line.split(" DETAIL", 1)[0]
-        fix = ("another run of this source landed the same keys at the same moment; the batch did not land and a "
-               "rerun (or the step's RetryPolicy) lands it again")
+        fix = (
+            "another run of this source landed the same keys at the same moment; the batch did not land and a "
+            "rerun (or the step's RetryPolicy) lands it again"
+        )
     if getattr(orig, "sqlstate", None) == "54000":  # program_limit_exceeded: "row is too big"
-        fix = ("a PostgreSQL row must fit in one 8 KB page, and numbers, unlike long text, cannot move out of it: "
-               "load fewer columns (declare `columns`, drift.on_new_column: ignore) or declare wide numeric ones "
-               "as string")
-    return SourceError(source, f"table {table}", f"{step} failed: {type(orig).__name__}: {line[:200]}", fix,
-                       retryable=retry)
+        fix = (
+            "a PostgreSQL row must fit in one 8 KB page, and numbers, unlike long text, cannot move out of it: "
+            "load fewer columns (declare `columns`, drift.on_new_column: ignore) or declare wide numeric ones "
+            "as string"
+        )
+    return SourceError(
+        source, f"table {table}", f"{step} failed: {type(orig).__name__}: {line[:200]}", fix, retryable=retry
+    )

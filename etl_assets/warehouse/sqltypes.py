@@ -11,7 +11,9 @@ def sql_type(kind: str, dialect: str) -> sa.types.TypeEngine:
         return postgresql.JSONB() if dialect == "postgresql" else sa.Text()
     return {
         "string": sa.Text(),
-        "integer": sa.BigInteger().with_variant(sa.Integer(), "sqlite"),  # SQLite: a sole INTEGER key is the rowid
+        "integer": sa.BigInteger().with_variant(
+            sa.Integer(), "sqlite"
+        ),  # SQLite: a sole INTEGER key is the rowid
         "float": sa.Float(precision=53),
         "boolean": sa.Boolean(),
         "timestamp": sa.DateTime(timezone=True),

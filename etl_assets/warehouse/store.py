@@ -52,7 +52,7 @@ def normalize_url(url: str) -> str:
     """Every PostgreSQL URL uses psycopg 3: its COPY is the fast path."""
     for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -70,9 +70,13 @@ class Warehouse:
     def __init__(self, url: str | None = None):
         self.url = normalize_url(url or os.environ.get("ETL_WAREHOUSE_URL") or default_url())
         # application_name lets an operator (or a chaos test) find the loader's sessions in pg_stat_activity
-        connect_args = {"timeout": 60} if self.url.startswith("sqlite") else {"application_name": "etl-assets"}
+        connect_args = (
+            {"timeout": 60} if self.url.startswith("sqlite") else {"application_name": "etl-assets"}
+        )
         # hide_parameters: an error's text must never carry row values (SQLAlchemy prints a statement's parameters)
-        self.engine = sa.create_engine(self.url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
+        self.engine = sa.create_engine(
+            self.url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+        )
         self.dialect = self.engine.dialect.name
         self.sql: Dialect = dialect_for(self.engine)  # the SQL that differs between PostgreSQL and SQLite
         self.sql.prepare()
@@ -95,15 +99,23 @@ class Warehouse:
     def schema_state(self, source: str, table: str) -> SchemaState:
         """The schema pinned by the source's first load; for a table made elsewhere, its reflected columns."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(schemas.c.columns, schemas.c.accepted, schemas.c.profiles)
-                               .where(schemas.c.source == source)).first()
+            row = conn.execute(
+                sa.select(schemas.c.columns, schemas.c.accepted, schemas.c.profiles).where(
+                    schemas.c.source == source
+                )
+            ).first()
         if row:
             return SchemaState(json.loads(row[0]), json.loads(row[1] or "{}"), json.loads(row[2] or "{}"))
         insp = sa.inspect(self.engine)
         if not insp.has_table(table):
             return SchemaState()
-        return SchemaState({c["name"]: kind_of(c["type"]) for c in insp.get_columns(table)
-                            if c["name"] not in LINEAGE and c["name"] != ROW_ID})
+        return SchemaState(
+            {
+                c["name"]: kind_of(c["type"])
+                for c in insp.get_columns(table)
+                if c["name"] not in LINEAGE and c["name"] != ROW_ID
+            }
+        )
 
     def pinned_schema(self, source: str, table: str) -> dict[str, str] | None:
         return self.schema_state(source, table).columns
@@ -122,8 +134,15 @@ class Warehouse:
         insp = sa.inspect(self.engine)
         return frozenset(c["name"] for c in insp.get_columns(name)) if insp.has_table(name) else frozenset()
 
-    def ensure_table(self, name: str, schema: dict[str, str], key: list[str], *, source: str | None = None,
-                     location_index: bool = False) -> sa.Table:
+    def ensure_table(
+        self,
+        name: str,
+        schema: dict[str, str],
+        key: list[str],
+        *,
+        source: str | None = None,
+        location_index: bool = False,
+    ) -> sa.Table:
         """Create the table, or add the schema's columns it lacks (schema evolution only ever adds).
         `location_index`: an index on `_etl_source`, for the rows a file's new version replaces (see `load`)."""
         table = self._tables.get(name)
@@ -144,16 +163,20 @@ class Warehouse:
                     for col in cols:
                         if col.name not in have:
                             log.warning("table %s: adding column %s (%s)", name, col.name, col.type)
-                            conn.exec_driver_sql(f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
-                                                 f"{col.type.compile(self.engine.dialect)}")
+                            conn.exec_driver_sql(
+                                f"ALTER TABLE {self.q(name)} ADD COLUMN {self.q(col.name)} "
+                                f"{col.type.compile(self.engine.dialect)}"
+                            )
                     table = sa.Table(name, sa.MetaData(), autoload_with=conn)
                 else:
                     table = sa.Table(name, sa.MetaData(), *self.sql.layout(cols))
                     table.create(conn)
                 if location_index:  # also for a table made before: once per process, a no-op when it exists
                     step = "CREATE INDEX"
-                    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {self.q(index_name(name, '_etl_source'))} "
-                                         f"ON {self.q(name)} ({self.q('_etl_source')})")
+                    conn.exec_driver_sql(
+                        f"CREATE INDEX IF NOT EXISTS {self.q(index_name(name, '_etl_source'))} "
+                        f"ON {self.q(name)} ({self.q('_etl_source')})"
+                    )
         except sa.exc.StatementError as exc:
             raise statement_error(source or name, name, step, exc) from None
         self._tables[name] = table
@@ -162,18 +185,35 @@ class Warehouse:
     # -- checkpoints ----------------------------------------------------------------------------------------
     def checkpoint(self, source: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            raw = conn.execute(sa.select(checkpoints.c.position).where(checkpoints.c.source == source)).scalar()
+            raw = conn.execute(
+                sa.select(checkpoints.c.position).where(checkpoints.c.source == source)
+            ).scalar()
         return json.loads(raw) if raw else None
 
     def _upsert(self, conn: sa.Connection, table: sa.Table, keys: list[str], values: dict[str, Any]) -> None:
         ins = self.sql.insert(table).values(**values)
-        conn.execute(ins.on_conflict_do_update(index_elements=keys,
-                                               set_={k: v for k, v in values.items() if k not in keys}))
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
+            )
+        )
 
     # -- load -----------------------------------------------------------------------------------------------
-    def load(self, *, source: str, table: sa.Table | None, key: list[str], rows: pd.DataFrame, quarantined: list[dict],
-             position: dict, run_id: str, location: str, schema: SchemaState | None = None,
-             drift_events: list[dict] | None = None, replaces: str | None = None) -> LoadResult:
+    def load(
+        self,
+        *,
+        source: str,
+        table: sa.Table | None,
+        key: list[str],
+        rows: pd.DataFrame,
+        quarantined: list[dict],
+        position: dict,
+        run_id: str,
+        location: str,
+        schema: SchemaState | None = None,
+        drift_events: list[dict] | None = None,
+        replaces: str | None = None,
+    ) -> LoadResult:
         """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction.
         `replaces`: the row-id prefix of a file version (`file_row_prefix`) whose first batch this is; the rows of
         the file (`_etl_source` = `location`) from any other version are deleted in the same transaction.
@@ -186,40 +226,74 @@ class Warehouse:
             with self.engine.begin() as conn:
                 if table is not None and replaces is not None:
                     step[0] = "DELETE of the file's earlier version"
-                    result.deleted = conn.execute(sa.text(
-                        f"DELETE FROM {self.q(table.name)} WHERE {self.q('_etl_source')} = :loc "
-                        f"AND {self.q(ROW_ID)} NOT LIKE :keep"), {"loc": location, "keep": replaces + "%"}).rowcount
+                    result.deleted = conn.execute(
+                        sa.text(
+                            f"DELETE FROM {self.q(table.name)} WHERE {self.q('_etl_source')} = :loc "
+                            f"AND {self.q(ROW_ID)} NOT LIKE :keep"
+                        ),
+                        {"loc": location, "keep": replaces + "%"},
+                    ).rowcount
                 if table is not None and len(rows):
-                    rows = rows.drop_duplicates(subset=key, keep="last")  # one statement may touch a key only once
+                    rows = rows.drop_duplicates(
+                        subset=key, keep="last"
+                    )  # one statement may touch a key only once
                     lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
                     result.inserted, result.updated = self.sql.upsert(conn, table, key, rows, lineage, step)
                 if quarantined:
                     step[0] = "INSERT into etl_quarantine"
-                    conn.execute(quarantine.insert(), [{**q, "source": source, "run_id": run_id,
-                                                        "quarantined_at": now} for q in quarantined])
+                    conn.execute(
+                        quarantine.insert(),
+                        [
+                            {**q, "source": source, "run_id": run_id, "quarantined_at": now}
+                            for q in quarantined
+                        ],
+                    )
                 faults.hit("before_checkpoint_write")
                 step[0] = "checkpoint upsert"
-                self._upsert(conn, checkpoints, ["source"], {
-                    "source": source, "position": json.dumps(position, sort_keys=True, default=str),
-                    "run_id": run_id, "updated_at": now})
+                self._upsert(
+                    conn,
+                    checkpoints,
+                    ["source"],
+                    {
+                        "source": source,
+                        "position": json.dumps(position, sort_keys=True, default=str),
+                        "run_id": run_id,
+                        "updated_at": now,
+                    },
+                )
                 if schema is not None and schema.columns and table is not None:
                     step[0] = "etl_schemas upsert"
-                    self._upsert(conn, schemas, ["source"], {
-                        "source": source, "table_name": table.name, "columns": json.dumps(schema.columns),
-                        "accepted": json.dumps(schema.accepted), "profiles": json.dumps(schema.profiles),
-                        "updated_at": now})
+                    self._upsert(
+                        conn,
+                        schemas,
+                        ["source"],
+                        {
+                            "source": source,
+                            "table_name": table.name,
+                            "columns": json.dumps(schema.columns),
+                            "accepted": json.dumps(schema.accepted),
+                            "profiles": json.dumps(schema.profiles),
+                            "updated_at": now,
+                        },
+                    )
                 if drift_events:
                     step[0] = "INSERT into etl_schema_drift"
                     self._record_drift(conn, source, run_id, drift_events, now)
                 faults.hit("before_commit")
                 step[0] = "COMMIT"
         except (sa.exc.StatementError, self.engine.dialect.loaded_dbapi.Error) as exc:
-            raise statement_error(source, table.name if table is not None else "(none)", step[0], exc) from None
+            raise statement_error(
+                source, table.name if table is not None else "(none)", step[0], exc
+            ) from None
         return result
 
-    def _record_drift(self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime) -> None:
-        conn.execute(schema_drift.insert(), [{**e, "source": source, "run_id": run_id, "detected_at": now}
-                                             for e in events])
+    def _record_drift(
+        self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime
+    ) -> None:
+        conn.execute(
+            schema_drift.insert(),
+            [{**e, "source": source, "run_id": run_id, "detected_at": now} for e in events],
+        )
 
     def record_drift(self, source: str, run_id: str, events: list[dict]) -> None:
         """Drift that stopped a load: recorded on its own, the batch itself was not loaded."""
@@ -235,13 +309,25 @@ class Warehouse:
         """Runs of the source still `started` although the caller holds the source's lock alone: their process
         died."""
         with self.engine.begin() as conn:
-            dead = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(
-                runs.c.source == source, runs.c.status == "started", runs.c.run_id != run_id))]
+            dead = [
+                r[0]
+                for r in conn.execute(
+                    sa.select(runs.c.run_id).where(
+                        runs.c.source == source, runs.c.status == "started", runs.c.run_id != run_id
+                    )
+                )
+            ]
             if dead:
-                conn.execute(runs.update().where(runs.c.source == source, runs.c.run_id.in_(dead)).values(
-                    status="abandoned", finished_at=datetime.now(UTC),
-                    error="the run ended without finishing (its process died); the next run resumed at its "
-                          "checkpoint"))
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.source == source, runs.c.run_id.in_(dead))
+                    .values(
+                        status="abandoned",
+                        finished_at=datetime.now(UTC),
+                        error="the run ended without finishing (its process died); the next run resumed at its "
+                        "checkpoint",
+                    )
+                )
         return dead
 
     def row_count(self, table: str) -> int:
@@ -253,13 +339,19 @@ class Warehouse:
     def duplicate_keys(self, table: str, key: list[str]) -> int:
         """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
         insp = sa.inspect(self.engine)
-        if insp.has_table(table) and set(insp.get_pk_constraint(table)["constrained_columns"] or []) == set(key):
+        if insp.has_table(table) and set(insp.get_pk_constraint(table)["constrained_columns"] or []) == set(
+            key
+        ):
             return 0  # the database enforces it: no need to scan (and group) the whole table after every run
         cols = ", ".join(self.q(k) for k in key)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.text(
-                f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
-            )).scalar())
+            return int(
+                conn.execute(
+                    sa.text(
+                        f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
+                    )
+                ).scalar()
+            )
 
     def null_counts(self, table: str, columns: list[str], run_id: str) -> dict[str, int]:
         """NULLs per column among the rows the run wrote."""
@@ -267,11 +359,11 @@ class Warehouse:
             return {c: 0 for c in columns}
         sums = ", ".join(f"sum(CASE WHEN {self.q(c)} IS NULL THEN 1 ELSE 0 END)" for c in columns)
         with self.engine.connect() as conn:
-            row = conn.execute(sa.text(f"SELECT {sums} FROM {self.q(table)} WHERE _etl_run_id = :r"),
-                               {"r": run_id}).one()
+            row = conn.execute(
+                sa.text(f"SELECT {sums} FROM {self.q(table)} WHERE _etl_run_id = :r"), {"r": run_id}
+            ).one()
         return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
 
     def row_counts(self) -> dict[str, int]:
         names = sorted(sa.inspect(self.engine).get_table_names())
         return {n: self.row_count(n) for n in names}
-

@@ -16,14 +16,16 @@ ROW_ID = "_etl_row_id"  # the key of a table whose source has no primary_key
 
 metadata = sa.MetaData()
 checkpoints = sa.Table(
-    "etl_checkpoints", metadata,
+    "etl_checkpoints",
+    metadata,
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("position", sa.Text, nullable=False),
     sa.Column("run_id", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 quarantine = sa.Table(
-    "etl_quarantine", metadata,
+    "etl_quarantine",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.Text, nullable=False, index=True),
     sa.Column("run_id", sa.Text),
@@ -34,7 +36,8 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False),
 )
 runs = sa.Table(
-    "etl_runs", metadata,
+    "etl_runs",
+    metadata,
     sa.Column("run_id", sa.Text, primary_key=True),
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("source_type", sa.Text),
@@ -48,7 +51,8 @@ runs = sa.Table(
     sa.Column("error", sa.Text),
 )
 schema_drift = sa.Table(
-    "etl_schema_drift", metadata,
+    "etl_schema_drift",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("source", sa.Text, nullable=False, index=True),
     sa.Column("run_id", sa.Text),
@@ -59,12 +63,15 @@ schema_drift = sa.Table(
     sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
 )
 schemas = sa.Table(
-    "etl_schemas", metadata,  # the schema each source's table was created with: declared, or inferred and pinned
+    "etl_schemas",
+    metadata,  # the schema each source's table was created with: declared, or inferred and pinned
     sa.Column("source", sa.Text, primary_key=True),
     sa.Column("table_name", sa.Text, nullable=False),
     sa.Column("columns", sa.Text, nullable=False),
     sa.Column("accepted", sa.Text),  # renames applied before (observed -> expected): they do not alert again
-    sa.Column("profiles", sa.Text),  # value profile per column from the last load, evidence for rename matching
+    sa.Column(
+        "profiles", sa.Text
+    ),  # value profile per column from the last load, evidence for rename matching
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 SYSTEM_TABLES = tuple(metadata.tables) + tuple(ratelimit.metadata.tables)

@@ -30,12 +30,20 @@ class Dialect(Protocol):
     def insert(self, table: sa.Table) -> Insert:
         """An INSERT construct with `on_conflict_do_update`."""
 
-    def upsert(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
-               lineage: dict[str, Any], step: list[str]) -> tuple[int, int]:
+    def upsert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: list[str],
+        rows: pd.DataFrame,
+        lineage: dict[str, Any],
+        step: list[str],
+    ) -> tuple[int, int]:
         """Land a batch (one row per key) by key: (inserted, updated). `step[0]` names the statement under way."""
 
-    def rate_limit_grant(self, db: Any, limits: sa.Table, slots: sa.Table, source: str, calls: int,
-                         period: float, hold: float) -> tuple[int | None, float]:
+    def rate_limit_grant(
+        self, db: Any, limits: sa.Table, slots: sa.Table, source: str, calls: int, period: float, hold: float
+    ) -> tuple[int | None, float]:
         """Take a slot: (slot id, 0), or (None, seconds until one frees up). `db`: see `RateLimiter._run`."""
 
     def rate_limit_release(self, db: Any, slots: sa.Table, slot: int) -> None:

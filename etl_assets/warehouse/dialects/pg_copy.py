@@ -22,22 +22,36 @@ TRAILER = b"\xff\xff"
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 
 # SQL type (as SQLAlchemy compiles it for PostgreSQL) -> the binary encoding we write for it
-SQL_TYPES = {"BIGINT": "int8", "DOUBLE PRECISION": "float8", "FLOAT(53)": "float8", "BOOLEAN": "bool",
-             "TIMESTAMP WITH TIME ZONE": "timestamptz", "DATE": "date", "TEXT": "text"}
+SQL_TYPES = {
+    "BIGINT": "int8",
+    "DOUBLE PRECISION": "float8",
+    "FLOAT(53)": "float8",
+    "BOOLEAN": "bool",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "DATE": "date",
+    "TEXT": "text",
+}
 
 
 class _Column:
     """One column: lengths per row (-1 NULL) and either fixed-width bytes (n x k) or a text buffer + offsets."""
 
-    def __init__(self, lengths: np.ndarray, fixed: np.ndarray | None = None,
-                 data: np.ndarray | None = None, offsets: np.ndarray | None = None):
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        fixed: np.ndarray | None = None,
+        data: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
+    ):
         self.lengths, self.fixed, self.data, self.offsets = lengths, fixed, data, offsets
 
 
 def _fixed(values: np.ndarray, null: np.ndarray, big_endian: str) -> _Column:
     width = np.dtype(big_endian).itemsize
     lengths = np.where(null, -1, width).astype(np.int64)
-    return _Column(lengths, fixed=np.ascontiguousarray(values.astype(big_endian)).view(np.uint8).reshape(-1, width))
+    return _Column(
+        lengths, fixed=np.ascontiguousarray(values.astype(big_endian)).view(np.uint8).reshape(-1, width)
+    )
 
 
 def _encode_column(s: pd.Series, encoding: str) -> _Column | None:
@@ -87,7 +101,7 @@ def encode(rows: pd.DataFrame, encodings: dict[str, str | None]) -> bytes | None
     row_size = 2 + np.sum(sizes, axis=0) if cols else np.full(n, 2)
     starts = len(HEADER) + np.concatenate(([0], np.cumsum(row_size)[:-1])).astype(np.int64)
     out = np.empty(len(HEADER) + int(row_size.sum()) + len(TRAILER), dtype=np.uint8)
-    out[:len(HEADER)] = np.frombuffer(HEADER, np.uint8)
+    out[: len(HEADER)] = np.frombuffer(HEADER, np.uint8)
     out[-2:] = 0xFF
     out[starts] = ncols >> 8
     out[starts + 1] = ncols & 0xFF

@@ -21,7 +21,9 @@ from .. import sqltypes
 from .base import set_clause
 from .values import column_values
 
-SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999  # bound parameters per statement
+SQLITE_MAX_VARIABLES = (
+    32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+)  # bound parameters per statement
 
 
 class SQLite:
@@ -56,8 +58,15 @@ class SQLite:
         limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         return min(SQLITE_MAX_VARIABLES, int(limit))
 
-    def upsert(self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame,
-               lineage: dict[str, Any], step: list[str]) -> tuple[int, int]:
+    def upsert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        key: list[str],
+        rows: pd.DataFrame,
+        lineage: dict[str, Any],
+        step: list[str],
+    ) -> tuple[int, int]:
         """INSERT ... ON CONFLICT DO UPDATE ... WHERE <changed> straight into the table (a staging copy cost
         more), as many rows per statement as its bound parameters allow; the keys already present are counted
         first, in one statement. The <changed> test is a balanced tree (`_any`): a chain of 1000 ORs
@@ -73,7 +82,8 @@ class SQLite:
             match = " AND ".join(f"{t}.{q(k)} = json_extract(j.value, '$[{i}]')" for i, k in enumerate(key))
         step[0] = "SELECT of the keys present"
         existing = conn.exec_driver_sql(
-            f"SELECT count(*) FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM {t} WHERE {match})", (keys,)).scalar()
+            f"SELECT count(*) FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM {t} WHERE {match})", (keys,)
+        ).scalar()
         sets, changed = set_clause(q, table, key, cols, "excluded")
         changed = changed.replace("IS DISTINCT FROM", "IS NOT")
         action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
@@ -88,23 +98,40 @@ class SQLite:
         tail = f" ON CONFLICT ({', '.join(q(k) for k in key)}) {action}"
         step[0] = "INSERT ... ON CONFLICT DO UPDATE (upsert)"
         for i in range(0, len(records), per):
-            part = records[i:i + per]
+            part = records[i : i + per]
             conn.exec_driver_sql(head + ", ".join([row] * len(part)) + tail, tuple(chain.from_iterable(part)))
         changes = conn.exec_driver_sql("SELECT total_changes()").scalar() - before
         inserted = len(rows) - int(existing)
         return inserted, int(changes - inserted)
 
-    def rate_limit_grant(self, db: sa.Engine, limits: sa.Table, slots: sa.Table, source: str, calls: int,
-                         period: float, hold: float) -> tuple[int | None, float]:
+    def rate_limit_grant(
+        self,
+        db: sa.Engine,
+        limits: sa.Table,
+        slots: sa.Table,
+        source: str,
+        calls: int,
+        period: float,
+        hold: float,
+    ) -> tuple[int | None, float]:
         """Take a slot: (slot id, 0), or (None, seconds until one frees up). BEGIN IMMEDIATE is the lock."""
         s = slots
         with db.begin() as conn:
             now = time.time()
-            recent = conn.execute(sa.select(s.c.done_at).where(s.c.source == source)
-                                  .order_by(s.c.done_at.desc()).limit(calls)).scalars().all()
+            recent = (
+                conn.execute(
+                    sa.select(s.c.done_at)
+                    .where(s.c.source == source)
+                    .order_by(s.c.done_at.desc())
+                    .limit(calls)
+                )
+                .scalars()
+                .all()
+            )
             if len(recent) < calls or recent[-1] <= now - period:
-                slot = conn.execute(s.insert().values(source=source, at=now, done_at=now + hold)
-                                    .returning(s.c.id)).scalar()
+                slot = conn.execute(
+                    s.insert().values(source=source, at=now, done_at=now + hold).returning(s.c.id)
+                ).scalar()
                 conn.execute(s.delete().where(s.c.source == source, s.c.done_at < now - period))
                 return slot, 0.0
             return None, recent[-1] + period - now
