@@ -33,6 +33,7 @@ unit: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check etl_assets etl_assets_tests benchmarks
 	$(BIN)/ruff format --check etl_assets etl_assets_tests benchmarks
+	$(BIN)/mypy
 
 validate: $(BIN)/.installed
 	$(BIN)/etl-assets validate

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .arrow_pool import configure_arrow
-from .config import ConfigError
+from .config import ConfigError, SourceSpec
 from .config_load import load_sources
 from .logs import configure_logging
 from .redaction import redact
@@ -22,13 +22,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     for name, spec in specs.items():
-        where = getattr(spec, "path", None) or redact(spec.url)
+        where = redact(spec.location)
         print(f"ok  {name:<20} {spec.kind:<4} -> table {spec.table_name:<20} {where}")
     print(f"{len(specs)} source(s) valid")
     return 0
 
 
-def _sources(path: str | None, names: list[str]) -> dict | None:
+def _sources(path: str | None, names: list[str]) -> dict[str, SourceSpec] | None:
     """The valid specs of the sources file, or None after printing why not (bad file, an invalid or unknown
     source among `names`). An invalid source nobody asked for does not stop the others; its lines are printed."""
     try:
@@ -89,7 +89,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_file(spec, path: str, rows: int = 1000):
+def sample_file(spec: SourceSpec, path: str, rows: int = 1000):
     """The first batch a run would read from this file: a CSV through the source's own extractor (its dialect
     detection and reader), a JSON file of records as the API extractor frames a page. A header-only CSV gives its
     header (a run has no rows to compare then)."""
@@ -97,16 +97,16 @@ def sample_file(spec, path: str, rows: int = 1000):
 
     import pandas as pd
 
+    from .config import ApiSource, CsvSource
     from .extract.pagination import dig
 
     if path.lower().endswith(".json"):
         body = json.loads(Path(path).read_text(encoding="utf-8"))
-        records = dig(body, getattr(spec, "records_path", "") or "")
+        records = dig(body, spec.records_path if isinstance(spec, ApiSource) else "")
         records = records[:rows] if isinstance(records, list) else [records]
         from .extract.api import records_frame
 
         return records_frame([r if isinstance(r, dict) else {"value": r} for r in records], spec.name, path)
-    from .config import CsvSource
     from .extract.csv import CsvExtractor
 
     csv_spec = spec if isinstance(spec, CsvSource) else CsvSource(name=spec.name, kind="csv", path=path)
@@ -198,6 +198,7 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
 
     server = serve(args.host, args.port, **({"root": Path(args.root)} if args.root else {}))
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an AF_INET address; typeshed also allows bytes
     print(f"demo API on http://{host}:{port} (Ctrl-C stops it)", flush=True)
     try:
         while True:

@@ -11,7 +11,7 @@ import codecs
 import keyword
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -74,27 +74,30 @@ class _Strict(BaseModel):
 
 class RetrySpec(_Strict):
     max_retries: int = Field(
-        3, ge=0, le=50, description="Step retries (Dagster RetryPolicy) and HTTP retries."
+        default=3, ge=0, le=50, description="Step retries (Dagster RetryPolicy) and HTTP retries."
     )
     delay_seconds: float = Field(
-        1.0, ge=0, description="First backoff delay; doubles each attempt, with jitter."
+        default=1.0, ge=0, description="First backoff delay; doubles each attempt, with jitter."
     )
-    max_delay_seconds: float = Field(60.0, gt=0, description="Cap of one HTTP backoff delay.")
+    max_delay_seconds: float = Field(default=60.0, gt=0, description="Cap of one HTTP backoff delay.")
 
 
 class DriftSpec(_Strict):
     auto_map_threshold: float = Field(
-        0.85, ge=0, le=1, description="Apply a rename at or above this confidence."
+        default=0.85, ge=0, le=1, description="Apply a rename at or above this confidence."
     )
     suggest_threshold: float = Field(
-        0.6, ge=0, le=1, description="Record a suggestion (not applied) at or above."
+        default=0.6, ge=0, le=1, description="Record a suggestion (not applied) at or above."
     )
     on_missing_required: Literal["fail", "quarantine"] = "fail"
     on_new_column: Literal["evolve", "ignore", "fail"] = "evolve"
     on_swap: Literal["fail", "warn"] = Field(
-        "fail", description="Headers whose values look swapped: stop, or load as the header says with a WARN."
+        default="fail",
+        description="Headers whose values look swapped: stop, or load as the header says with a WARN.",
     )
-    required: list[str] | None = Field(None, description="Required columns; default: every declared column.")
+    required: list[str] | None = Field(
+        default=None, description="Required columns; default: every declared column."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DriftSpec:
@@ -117,7 +120,7 @@ class PagePagination(_Strict):
     type: Literal["page"]
     page_param: str = "page"
     size_param: str | None = "per_page"
-    size: int | None = Field(100, gt=0)
+    size: int | None = Field(default=100, gt=0)
     start: int = 1
 
 
@@ -125,7 +128,7 @@ class OffsetPagination(_Strict):
     type: Literal["offset"]
     offset_param: str = "offset"
     limit_param: str = "limit"
-    limit: int = Field(100, gt=0)
+    limit: int = Field(default=100, gt=0)
 
 
 class CursorPagination(_Strict):
@@ -137,7 +140,7 @@ class CursorPagination(_Strict):
         "from the last record (Stripe's starting_after).",
     )
     has_more_path: str | None = Field(
-        None, description="Dot path to a boolean that says another page exists."
+        default=None, description="Dot path to a boolean that says another page exists."
     )
 
 
@@ -166,24 +169,26 @@ Pagination = Annotated[
 
 
 class _SourceBase(_Strict):
-    name: str = Field("", description="The mapping key; also the asset key.")
-    table: str | None = Field(None, description="Warehouse table; default: the source name.")
+    name: str = Field(default="", description="The mapping key; also the asset key.")
+    table: str | None = Field(default=None, description="Warehouse table; default: the source name.")
     description: str | None = None
     primary_key: list[str] | None = None
     columns: dict[str, ColumnType] | None = None
     retry: RetrySpec = RetrySpec()
-    schedule: str | None = Field(None, description="Cron expression; a schedule runs ingest_<source>.")
+    schedule: str | None = Field(
+        default=None, description="Cron expression; a schedule runs ingest_<source>."
+    )
     drift: DriftSpec = DriftSpec()
     column_map: dict[str, str] = Field(
         default_factory=dict, description="Observed column -> expected column."
     )
     date_format: str | dict[str, str] | None = Field(
-        None,
+        default=None,
         description="strftime format that reads every value of the date and timestamp columns, or a mapping "
         "column -> format; default: ISO 8601, then the column's one day/month order.",
     )
     dayfirst: bool | None = Field(
-        None,
+        default=None,
         description="Numeric day/month dates (01/02/2026) are day-first (true) or month-first (false); "
         "default: decided from each column's values.",
     )
@@ -216,6 +221,18 @@ class _SourceBase(_Strict):
     @property
     def table_name(self) -> str:
         return self.table or self.name
+
+    @property
+    def location(self) -> str:
+        """Where the source reads: a CSV source's `path`, an API's or a feed's `url`; not redacted."""
+        raise NotImplementedError(type(self).__name__)
+
+    if TYPE_CHECKING:
+        # Declared for the type checker only: an attribute of this name here at run time would hide ApiSource's
+        # field of the same name (pydantic warns, and the parent's property wins). CsvSource and RssSource
+        # define it as None.
+        @property
+        def rate_limit(self) -> RateLimitSpec | None: ...
 
     @model_validator(mode="after")
     def _pk_in_columns(self) -> _SourceBase:
@@ -263,11 +280,13 @@ def split_glob(path: str) -> tuple[str, str]:
 class CsvSource(_SourceBase):
     kind: Literal["csv"]
     path: str = Field(..., description="A file or a glob of a drop folder, relative to the sources file.")
-    delimiter: str | None = Field(None, min_length=1, max_length=1, description="Default: detected.")
-    encoding: str | None = Field(None, description="Default: detected (UTF-8, UTF-8 BOM, UTF-16, latin-1).")
-    chunk_rows: int = Field(40_000, gt=0, description="Rows per batch (one transaction each).")
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1, description="Default: detected.")
+    encoding: str | None = Field(
+        default=None, description="Default: detected (UTF-8, UTF-8 BOM, UTF-16, latin-1)."
+    )
+    chunk_rows: int = Field(default=40_000, gt=0, description="Rows per batch (one transaction each).")
     follow_symlinks: bool = Field(
-        False,
+        default=False,
         description="Follow symbolic links in the drop folder, only to targets "
         "inside it; default: a link is skipped with a warning.",
     )
@@ -289,6 +308,15 @@ class CsvSource(_SourceBase):
         return v
 
     @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def rate_limit(self) -> None:
+        """Only API sources take `rate_limit`."""
+        return None
+
+    @property
     def glob_root(self) -> str:
         """The folder the drop folder's walk starts at (real when loaded from sources.yaml)."""
         return split_glob(self.path)[0]
@@ -306,10 +334,10 @@ class _HttpSource(_SourceBase):
     """What every source read over HTTP shares: the budgets of an untrusted server (README "Security")."""
 
     timeout_seconds: float = Field(
-        30.0, gt=0, description="Budget of one request attempt, connect to last byte."
+        default=30.0, gt=0, description="Budget of one request attempt, connect to last byte."
     )
     max_response_bytes: int = Field(
-        MAX_RESPONSE_BYTES, gt=0, description="Largest answer accepted, counted after decompression."
+        default=MAX_RESPONSE_BYTES, gt=0, description="Largest answer accepted, counted after decompression."
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -331,7 +359,9 @@ class _HttpSource(_SourceBase):
 class ApiSource(_HttpSource):
     kind: Literal["api"]
     url: str
-    records_path: str = Field("", description="Dot path to the list of records; empty: the body is the list.")
+    records_path: str = Field(
+        default="", description="Dot path to the list of records; empty: the body is the list."
+    )
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Query parameters; values may use ${ENV_VAR}."
     )
@@ -341,16 +371,18 @@ class ApiSource(_HttpSource):
     )
     pagination: Pagination = NoPagination(type="none")
     max_pages: int = Field(
-        10_000,
+        default=10_000,
         gt=0,
         description="Pages one run follows; beyond, the run lands what it read and fails (a rerun resumes).",
     )
     rate_limit: RateLimitSpec | None = None
     incremental: IncrementalSpec | None = None
     batch_rows: int = Field(
-        1000, gt=0, description="Pages land together (one transaction) until this many rows."
+        default=1000, gt=0, description="Pages land together (one transaction) until this many rows."
     )
-    batch_seconds: float = Field(5.0, gt=0, description="... or until pages have been read this long.")
+    batch_seconds: float = Field(
+        default=5.0, gt=0, description="... or until pages have been read this long."
+    )
 
     @field_validator("url")
     @classmethod
@@ -359,10 +391,23 @@ class ApiSource(_HttpSource):
             raise ValueError(f"expected an http(s):// URL, got {v!r}")
         return v
 
+    @property
+    def location(self) -> str:
+        return self.url
+
 
 class RssSource(_HttpSource):
     kind: Literal["rss"]
     url: str = Field(..., description="http(s) URL or a local path (relative to the sources file).")
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    @property
+    def rate_limit(self) -> None:
+        """Only API sources take `rate_limit`."""
+        return None
 
     @model_validator(mode="after")
     def _feed_defaults(self) -> RssSource:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -103,7 +104,9 @@ def _resolve_path(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p))
 
 
-def _format_error(path: str, name: str, err: ValidationError, skip: set[str] = frozenset()) -> list[str]:
+def _format_error(
+    path: str, name: str, err: ValidationError, skip: AbstractSet[str] = frozenset()
+) -> list[str]:
     """One line per problem of one source; `skip`: keys whose problem is already told (an unset ${VAR})."""
     lines = []
     for e in err.errors():

@@ -83,10 +83,10 @@ def make_handler(data: DemoData) -> type[BaseHTTPRequestHandler]:
                 rows = [e for e in data.events if e["occurred_at"] > since]
                 start = int(base64.urlsafe_b64decode(q["cursor"][0]).decode()) if q.get("cursor") else 0
                 limit = _int(q, "limit", 25, 1, 100)
-                page = rows[start : start + limit]
+                window = rows[start : start + limit]
                 more = start + limit < len(rows)
                 cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
-                return self._json({"events": page, "next_cursor": cursor})
+                return self._json({"events": window, "next_cursor": cursor})
             if url.path == "/feeds/releases.xml":
                 headers = {"ETag": data.feed_etag, "Last-Modified": data.feed_modified}
                 if self.headers.get("If-None-Match") == data.feed_etag:

@@ -80,7 +80,7 @@ class _Watched:
     def request(self, *args: Any, **kwargs: Any) -> Any:
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
-            deadline.arm(self)  # type: ignore[arg-type]
+            deadline.arm(self)
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -305,7 +305,8 @@ class SourceHttp:
         self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
     ) -> requests.Response:
         faults.hit("before_request")
-        slot = self.limiter.acquire() if self.limiter is not None else None
+        limiter = self.limiter
+        slot = limiter.acquire() if limiter is not None else None
         started = time.monotonic()
         _current.deadline = deadline = _Deadline(self.timeout)
         try:
@@ -324,8 +325,8 @@ class SourceHttp:
         finally:
             _current.deadline = None
             self.seconds += time.monotonic() - started
-            if slot is not None:
-                self.limiter.release(slot)
+            if limiter is not None and slot is not None:
+                limiter.release(slot)
         resp._etl_deadline = deadline  # type: ignore[attr-defined]  # the body is read under the same budget
         history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
         self._count(str(resp.status_code), len(history))

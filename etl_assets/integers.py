@@ -39,7 +39,7 @@ def _int_value(v: object) -> int | str:
     elif isinstance(v, float | np.floating):
         if not math.isfinite(v) or not float(v).is_integer():
             return NOT_INTEGER
-        if abs(v) >= _EXACT_FLOAT:
+        if abs(float(v)) >= _EXACT_FLOAT:
             return INEXACT_FLOAT
         n = int(v)
     else:

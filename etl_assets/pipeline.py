@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from . import faults
 from .column_names import refuse_clashes, refuse_reserved, safe_names
 from .concurrency import read_ahead, write_behind
-from .config import CsvSource
+from .config import CsvSource, SourceSpec
 from .dates import DateRules
 from .drift import DriftReport
 from .errors import SourceError
@@ -28,7 +29,7 @@ from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
 from .schema import coerce
 from .source_lock import SourceLock
-from .warehouse import LINEAGE, ROW_ID, Warehouse, file_row_prefix
+from .warehouse import LINEAGE, ROW_ID, DriftEvent, QuarantinedRow, SchemaState, Warehouse, file_row_prefix
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class IngestStats:
     failed: int = 0
     batches: int = 0
     duration_seconds: float = 0.0
-    checkpoint: dict[str, Any] | None = None
+    checkpoint: Mapping[str, Any] | None = None  # as read at the start, then each landed batch's position
     schema: dict[str, str] = field(default_factory=dict)
     drift: list[DriftReport] = field(default_factory=list)  # one report per distinct header seen this run
     drift_events: int = 0
@@ -76,7 +77,7 @@ def _row_ids(batch: Batch) -> list[str]:
     return [f"{prefix}{i}" for i in batch.frame.index]
 
 
-def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
+def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[QuarantinedRow]:
     return [
         {
             "location": batch.location,
@@ -92,7 +93,7 @@ def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _rejected_rows(batch: Batch) -> list[dict[str, Any]]:
+def _rejected_rows(batch: Batch) -> list[QuarantinedRow]:
     return [
         {
             "location": batch.location,
@@ -108,11 +109,11 @@ def _rejected_rows(batch: Batch) -> list[dict[str, Any]]:
 class _Prepared:
     batch: Batch
     processed: int
-    table: Any = None
+    table: sa.Table | None = None
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)
-    quarantined: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    state: Any = None
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    events: list[DriftEvent] = field(default_factory=list)
+    state: SchemaState | None = None  # to pin with this batch (a header's first batch)
     duplicate_keys: int = 0
     schema: dict[str, str] = field(default_factory=dict)
     drift: list[DriftReport] = field(default_factory=list)
@@ -121,7 +122,7 @@ class _Prepared:
 class Ingest:
     """Run one source to the end of its input, committing batch by batch."""
 
-    def __init__(self, spec: Any, warehouse: Warehouse, run_id: str):
+    def __init__(self, spec: SourceSpec, warehouse: Warehouse, run_id: str):
         self.spec, self.wh, self.run_id = spec, warehouse, run_id
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
@@ -130,7 +131,7 @@ class Ingest:
         )  # a file's new version replaces its rows
         self._renames_logged: set[tuple] = set()
         self.dates = DateRules.of(spec)  # date keys, and the day/month order each column decided this run
-        location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
+        location = redact(spec.location)
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
 
     def run(self) -> IngestStats:
@@ -173,7 +174,7 @@ class Ingest:
         )
         extractor = limiter = None
         try:
-            limit = getattr(spec, "rate_limit", None)
+            limit = spec.rate_limit
             limiter = self.wh.rate_limiter(spec.name, limit.calls, limit.period_seconds) if limit else None
             extractor = make_extractor(spec, limiter)
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
@@ -186,6 +187,7 @@ class Ingest:
             status, error = "success", None
         except DriftBlocked as exc:
             status, error = "failure", redact(str(exc))
+            assert self.reconciler is not None  # only reconciling raises it
             blocking = self.reconciler.events(exc.report)
             self.wh.record_drift(spec.name, self.run_id, blocking)
             self._log_drift(blocking, None)
@@ -262,7 +264,7 @@ class Ingest:
             "rate_limit_waits": s.rate_limit_waits,
         }
 
-    def _log_drift(self, events: list[dict], location: str | None) -> None:
+    def _log_drift(self, events: list[DriftEvent], location: str | None) -> None:
         for e in events:
             log.warning(
                 "source %s: schema drift %s: expected %s, observed %s",
@@ -299,6 +301,7 @@ class Ingest:
         frame = self._named(batch)  # column_map: see reconcile
         out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
+        assert rec is not None  # made by `_run` before the first batch is read
         refuse_reserved(
             spec.name, rec.schema or {}, batch.location
         )  # a declared lineage name, before drift reads it
@@ -306,6 +309,7 @@ class Ingest:
             fit = rec.reconcile(frame, batch.location)
             frame, out.events = fit.frame, fit.events
             out.state = rec.state() if fit.changed else None  # once per header, not per batch
+            assert rec.schema is not None  # reconciling pins one
             schema = dict(rec.schema)
             self._check_table(schema, batch.location)
             out.table = self.wh.ensure_table(
@@ -468,5 +472,5 @@ def database_error(source: str, where: str, exc: sa.exc.SQLAlchemyError) -> Sour
     )
 
 
-def ingest(spec: Any, warehouse: Warehouse, run_id: str) -> IngestStats:
+def ingest(spec: SourceSpec, warehouse: Warehouse, run_id: str) -> IngestStats:
     return Ingest(spec, warehouse, run_id).run()

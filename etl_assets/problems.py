@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
 
 # A column's problems: None when every value fitted (the fast paths' answer, free), else text per row ("is not a
 # valid integer") or None where the value fitted.
-Problems = pd.Series | None
+Problems: TypeAlias = pd.Series | None
 
 
 def no_problems(index: pd.Index) -> pd.Series:
@@ -22,4 +24,6 @@ def or_none(problems: pd.Series) -> Problems:
 def problems_where(bad: pd.Series, problem: str) -> Problems:
     if not bad.any():
         return None
-    return pd.Series(np.where(bad.to_numpy(dtype=bool), problem, None), index=bad.index, dtype=object)
+    # numpy stub gap: its ArrayLike leaves out None, which np.where takes as an object scalar
+    found = np.where(bad.to_numpy(dtype=bool), problem, None)  # type: ignore[call-overload]
+    return pd.Series(found, index=bad.index, dtype=object)

@@ -68,6 +68,7 @@ class RateLimiter:
             "period_seconds": period_seconds,
             "updated_at": datetime.now(UTC),
         }
+        # Dialect.insert returns its dialect's INSERT, which has on_conflict_do_update (warehouse.dialects.base)
         ins = dialect.insert(self.limits).values(**values)
         with engine.begin() as conn:
             conn.execute(

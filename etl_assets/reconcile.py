@@ -16,7 +16,7 @@ import pandas as pd
 from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, shown
 from .errors import SourceError
 from .schema import infer_schema
-from .warehouse import SchemaState
+from .warehouse import DriftEvent, SchemaState
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class DriftBlocked(SourceError):
 @dataclass
 class Reconciled:
     frame: pd.DataFrame  # columns renamed to the expected names
-    events: list[dict[str, Any]]  # drift events to record with this batch
+    events: list[DriftEvent]  # drift events to record with this batch
     blocked: str | None = (
         None  # a reason to quarantine the whole batch (drift.on_missing_required: quarantine)
     )
@@ -213,6 +213,7 @@ class Reconciler:
         if first:
             for m in report.mappings:
                 if m.decision == "auto_mapped":
+                    assert m.observed is not None and m.expected is not None  # a mapping applied names both
                     log.warning(
                         "source %s: column '%s' in %s read as '%s' (confidence %s)",
                         self.spec.name,
@@ -234,9 +235,9 @@ class Reconciler:
             if c in (self.schema or {}):
                 self.profiles[str(c)] = ColumnProfile.of(head[c].tolist())
 
-    def events(self, report: DriftReport) -> list[dict[str, Any]]:
+    def events(self, report: DriftReport) -> list[DriftEvent]:
         """One row per non-trivial decision (etl_schema_drift)."""
-        out = [
+        out: list[DriftEvent] = [
             {
                 "expected": m.expected,
                 "observed": m.observed,

@@ -206,7 +206,8 @@ def _coerce_column(  # noqa: C901 - one branch per column type, each short; a ta
             np.where(
                 bad,
                 "is not valid JSON (NaN, Infinity or a value JSON cannot hold)",
-                np.where(nul, NUL_BYTE, None),
+                # numpy stub gap: its ArrayLike leaves out None, which np.where takes as an object scalar
+                np.where(nul, NUL_BYTE, None),  # type: ignore[call-overload]
             ),
             index=col.index,
             dtype=object,

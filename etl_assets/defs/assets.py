@@ -19,11 +19,12 @@ from dagster import (
     asset,
 )
 
-from ..config import CsvSource
+from ..config import SourceSpec
 from ..errors import SourceError
 from ..pipeline import IngestStats, database_error, ingest
 from ..reconcile import DriftBlocked, required_columns
 from ..redaction import redact, redact_obj
+from ..warehouse import Warehouse
 from . import metadata_keys as k
 from .checks import check_specs, drift_check, table_checks
 from .resources import WarehouseResource
@@ -68,7 +69,7 @@ def materialization_metadata(stats: IngestStats, row_count: int, location: str) 
     }
 
 
-def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: IngestStats) -> int:
+def _row_count(context: AssetExecutionContext, wh: Warehouse, table: str, stats: IngestStats) -> int:
     """The table's rows after the run. A run that inserted none carries the last materialization's count forward:
     counting a 21M-row table took longer than the rest of a rerun on unchanged input."""
     if stats.inserted == 0:
@@ -83,8 +84,8 @@ def _row_count(context: AssetExecutionContext, wh: Any, table: str, stats: Inges
     return wh.row_count(table)
 
 
-def build_source_asset(spec: Any) -> AssetsDefinition:
-    location = spec.path if isinstance(spec, CsvSource) else redact(spec.url)
+def build_source_asset(spec: SourceSpec) -> AssetsDefinition:
+    location = redact(spec.location)
 
     @asset(
         name=spec.name,

@@ -5,6 +5,7 @@ They are evaluated by the asset's own step, from what the ingest saw and what th
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
+from ..config import SourceSpec
 from ..drift import DriftReport
 from ..pipeline import IngestStats
 from ..warehouse import ROW_ID, Warehouse
@@ -43,7 +44,7 @@ def drift_check(reports: list[DriftReport], blocked: str | None = None) -> Asset
     )  # swapped under drift.on_swap: warn loaded as headed
     # the report's own table: the same confidence per pair as the run's error, etl_schema_drift and drift-check
     table = "\n\n".join(r.markdown() for r in reports) or "no header compared in this run (no new data)"
-    meta = {
+    meta: dict[str, int | MetadataValue] = {
         "renamed": renamed,
         "suggested": suggested,
         "swapped": swapped,
@@ -61,7 +62,9 @@ def drift_check(reports: list[DriftReport], blocked: str | None = None) -> Asset
     )
 
 
-def table_checks(spec, stats: IngestStats, wh: Warehouse, required: list[str]) -> list[AssetCheckResult]:
+def table_checks(
+    spec: SourceSpec, stats: IngestStats, wh: Warehouse, required: list[str]
+) -> list[AssetCheckResult]:
     key = list(spec.primary_key or [ROW_ID])
     dup_table = wh.duplicate_keys(spec.table_name, key) if stats.schema else 0
     checked = [c for c in required if c in stats.schema]

@@ -7,10 +7,11 @@ push uses one fixed grouping key, so it replaces the previous one instead of add
 """
 
 import os
-from typing import Any
+from collections.abc import Mapping
 
 from dagster import DefaultSensorStatus, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
+from ..config import SourceSpec
 from ..observability.event_totals import EventTotals
 from ..observability.exposition import registry
 from ..observability.facts import warehouse_facts
@@ -22,7 +23,7 @@ GROUPING_KEY = {"instance": "dagster"}  # fixed: a push replaces the group, neve
 
 
 def build_metrics_sensor(
-    specs: dict[str, Any] | None = None, minimum_interval_seconds: int = 30
+    specs: Mapping[str, SourceSpec] | None = None, minimum_interval_seconds: int = 30
 ) -> SensorDefinition:
     @sensor(
         name="etl_metrics_sensor",

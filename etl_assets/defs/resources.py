@@ -18,7 +18,8 @@ def _warehouse(url: str | None) -> Warehouse:
 
 class WarehouseResource(ConfigurableResource):
     url: str | None = Field(
-        None, description="SQLAlchemy URL; default ETL_WAREHOUSE_URL, else the SQLite file under .etl/."
+        default=None,
+        description="SQLAlchemy URL; default ETL_WAREHOUSE_URL, else the SQLite file under .etl/.",
     )
 
     def get(self) -> Warehouse:

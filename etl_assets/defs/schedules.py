@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
+from ..config import SourceSpec
 
-def build_schedules(specs: dict) -> list[ScheduleDefinition]:
+
+def build_schedules(specs: Mapping[str, SourceSpec]) -> list[ScheduleDefinition]:
     return [
         ScheduleDefinition(
             name=f"{n}_schedule",

@@ -171,15 +171,15 @@ def _mark_swaps(
     word and is not second-guessed)."""
     by_header = {e: m.observed for e, m in fixed.items() if "column_map" not in m.evidence and m.observed}
     for e, (partner, own, cross) in _swaps(by_header, previous_profiles, obs_profiles).items():
-        m = fixed[e]
+        m, observed = fixed[e], by_header[e]  # by_header holds m.observed
         own = round(own, 3)  # the confidence of a swapped pairing: how well its values fit the column
         fixed[e] = ColumnMapping(
             e,
-            m.observed,
+            observed,
             own,
             "swapped",
             {**m.evidence, "profile": own, "swap_profile": round(cross, 3)},
-            [(m.observed, own)],
+            [(observed, own)],
             swapped_with=partner,
         )
 
@@ -322,8 +322,8 @@ def _report(
     applied_obs = {m.observed for m in mappings if m.applied}
     type_changes = []
     for m in mappings:
-        if m.applied and m.observed in obs_types:
-            exp_t = str(expected[m.expected])  # type: ignore[index]
+        if m.applied and m.expected is not None and m.observed is not None and m.observed in obs_types:
+            exp_t = str(expected[m.expected])
             obs_t = obs_types[m.observed]
             if exp_t in COLUMN_TYPES and not coercible(exp_t, obs_t):
                 type_changes.append({"column": m.expected, "expected": exp_t, "observed": obs_t})

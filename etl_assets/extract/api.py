@@ -22,7 +22,7 @@ from ..logs import event_fields
 from ..origin import OriginPolicy
 from ..ratelimit import RateLimiter
 from ..redaction import quote_body, redact
-from .base import Batch, ExtractorStats, content_id, http_stats
+from .base import ApiPosition, Batch, ExtractorStats, content_id, http_stats
 from .pagination import dig, fingerprint, make_paginator
 
 log = logging.getLogger(__name__)
@@ -325,7 +325,7 @@ class ApiExtractor:
             ):
                 # Until the pass ends the old watermark stays the committed one: a crash resumes at `next`.
                 # A looping pass ends without moving the watermark: what lies past the loop was never read.
-                position = (
+                position: ApiPosition = (
                     {"next": None, "watermark": watermark}
                     if looped
                     else {"next": nxt, "watermark": watermark, "pending_watermark": pending}
@@ -341,6 +341,7 @@ class ApiExtractor:
                 yield Batch(frame=frame, position=position, location=group[0][0], row_ids=ids)
                 group, started = [], time.monotonic()
             if looped:
+                assert nxt is not None  # looped: the next request is one already made
                 raise SourceError(
                     spec.name,
                     f"GET {resp.url} (page {page})",
@@ -349,6 +350,7 @@ class ApiExtractor:
                     "check `pagination` (cursor_path / next_path) against the API",
                 )
             if refused:
+                assert nxt is not None  # refused: the next request is off the origin
                 self.http.admit(nxt["url"])
             if at_limit:
                 raise SourceError(

@@ -6,15 +6,45 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypeAlias, TypedDict
 
 import pandas as pd
+
+from .pagination import Request
+
+
+class CsvFileState(TypedDict):
+    """How far one file has landed."""
+
+    sha256: str  # the content version the rows are from
+    rows: int  # rows read up to the end of the last batch
+    complete: bool  # the whole version has landed
+
+
+class CsvPosition(TypedDict):
+    files: dict[str, CsvFileState]  # by path
+
+
+class ApiPosition(TypedDict):
+    next: Request | None  # the request a rerun resumes at; None: the pass ended
+    watermark: Any  # the incremental field's value the last finished pass reached (None: none yet)
+    pending_watermark: NotRequired[Any]  # the highest value the pass under way has read
+
+
+class FeedPosition(TypedDict):
+    etag: NotRequired[str]  # the validators the server sent, for a conditional GET
+    modified: NotRequired[str]
+    sha256: str  # the content's, for a server without validators and for a feed file
+
+
+# A source's checkpoint, as its extractor writes it and the warehouse stores it (JSON)
+Position: TypeAlias = CsvPosition | ApiPosition | FeedPosition
 
 
 @dataclass
 class Batch:
     frame: pd.DataFrame  # raw values; index = row numbers within `location` (files: stable row identity)
-    position: dict[str, Any]  # the source's checkpoint once this batch has landed (JSON-serialisable)
+    position: Position  # the source's checkpoint once this batch has landed (JSON-serialisable)
     location: str  # file path or URL the rows came from, for lineage, errors and quarantine
     rejected: list[tuple[int, str, str]] = field(
         default_factory=list

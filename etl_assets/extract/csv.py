@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from ..config import CsvSource
 from ..errors import SourceError
 from ..logs import event_fields
-from .base import Batch, ExtractorStats
+from .base import Batch, CsvFileState, ExtractorStats
 from .dropfolder import DropFolder
 from .encoding import (
     SAMPLE_BYTES,
@@ -117,7 +117,7 @@ class CsvExtractor:
         return encoding, self.spec.delimiter or detect_delimiter(text)
 
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
-        state: dict[str, dict[str, Any]] = dict((checkpoint or {}).get("files", {}))
+        state: dict[str, CsvFileState] = dict((checkpoint or {}).get("files", {}))
         paths = self.files()
         if not paths:
             log.info("source %s: no files match %s", self.spec.name, self.spec.path)

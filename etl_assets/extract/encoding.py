@@ -11,7 +11,7 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import chardet
 import pandas as pd
@@ -30,7 +30,19 @@ _UNDECODED = re.compile(
 )  # what _escape_undecodable makes of a byte (a valid decode never does)
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 CP1252_MARGIN = 0.75
-_CHARDET = {"encoding_era": EncodingEra.MODERN_WEB, "prefer_superset": True, "compat_names": False}
+
+
+class _ChardetOptions(TypedDict):
+    encoding_era: EncodingEra
+    prefer_superset: bool
+    compat_names: bool
+
+
+_CHARDET: _ChardetOptions = {
+    "encoding_era": EncodingEra.MODERN_WEB,
+    "prefer_superset": True,
+    "compat_names": False,
+}
 # Records are split by Python's csv module where a file must be read line by line (Decoded): it must split them
 # as pandas does, and pandas has no field size limit (a 10 MB field is a field).
 csv.field_size_limit(2**31 - 1)
@@ -120,6 +132,7 @@ def _chardet(data: bytes) -> tuple[str, float]:
         ):
             best = cand
             break
+    assert best["encoding"] is not None  # found[0]'s was checked above; a candidate taken over it is cp1252
     return codecs.lookup(best["encoding"]).name, float(best["confidence"])
 
 

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import feedparser
 import pandas as pd
@@ -20,7 +20,7 @@ from ..errors import SourceError
 from ..http import SourceHttp
 from ..logs import event_fields
 from ..origin import OriginPolicy
-from .base import Batch, ExtractorStats, content_id, http_stats
+from .base import Batch, ExtractorStats, FeedPosition, content_id, http_stats
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class RssExtractor:
     def stats(self) -> ExtractorStats:
         return http_stats(self.http)
 
-    def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any], dict[str, str]]:
-        """Return (content or None when unchanged, validators for the checkpoint, response headers)."""
+    def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, FeedPosition | None, dict[str, str]]:
+        """Return (content, validators for the checkpoint, response headers), or Nones when unchanged."""
         if self.http is None:
             path = Path(self.spec.url)
             if not path.is_file():
@@ -113,7 +113,9 @@ class RssExtractor:
                     "raise max_response_bytes if the feed is meant to be that large",
                 )
             digest = hashlib.sha256(content).hexdigest()
-            return (None if digest == state.get("sha256") else content), {"sha256": digest}, {}
+            if digest == state.get("sha256"):
+                return None, None, {}
+            return content, {"sha256": digest}, {}
         headers = {}
         if state.get("etag"):
             headers["If-None-Match"] = state["etag"]
@@ -121,7 +123,7 @@ class RssExtractor:
             headers["If-Modified-Since"] = state["modified"]
         resp = self.http.get(self.spec.url, headers=headers, ok=(200, 304))
         if resp.status_code == 304:
-            return None, state, {}
+            return None, None, {}
         validators = {
             k: v
             for k, v in (("etag", resp.headers.get("ETag")), ("modified", resp.headers.get("Last-Modified")))
@@ -129,13 +131,15 @@ class RssExtractor:
         }
         digest = hashlib.sha256(resp.content).hexdigest()
         if not validators and digest == state.get("sha256"):
-            return None, state, {}  # a server without validators: an unchanged body is still no news
-        return resp.content, {**validators, "sha256": digest}, {k.lower(): v for k, v in resp.headers.items()}
+            return None, None, {}  # a server without validators: an unchanged body is still no news
+        # validators holds etag and modified, those the server sent
+        position = cast(FeedPosition, {**validators, "sha256": digest})
+        return resp.content, position, {k.lower(): v for k, v in resp.headers.items()}
 
     def batches(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         state = dict(checkpoint or {})
         content, validators, headers = self._fetch(state)
-        if content is None:
+        if content is None or validators is None:
             log.info("source %s: feed %s unchanged since the last run", self.spec.name, self.spec.url)
             return
         content, echoed = redaction.scrub_bytes(content)

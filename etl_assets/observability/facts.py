@@ -21,10 +21,8 @@ from ..warehouse import Warehouse, checkpoints, quarantine, runs, schema_drift
 FINISHED = ("success", "failure", "abandoned")
 
 
-def _epoch(value: Any) -> float | None:
-    """A timestamp column as Unix time; SQLite gives naive datetimes, and the warehouse writes UTC."""
-    if value is None:
-        return None
+def _timestamp(value: datetime | str) -> float:
+    """A timestamp column's value as Unix time; SQLite gives naive datetimes, and the warehouse writes UTC."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -32,7 +30,12 @@ def _epoch(value: Any) -> float | None:
     return value.timestamp()
 
 
-def _iso(value: Any) -> str | None:
+def _epoch(value: datetime | str | None) -> float | None:
+    """`_timestamp` of a nullable column."""
+    return None if value is None else _timestamp(value)
+
+
+def _iso(value: datetime | str | None) -> str | None:
     ts = _epoch(value)
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -91,7 +94,9 @@ def warehouse_facts(wh: Warehouse, now: float | None = None) -> WarehouseFacts:
                 r.status.in_(FINISHED), r.finished_at.is_not(None), r.started_at.is_not(None)
             )
         ):
-            durations.setdefault(st or "unknown", []).append(max(0.0, _epoch(finished) - _epoch(started)))
+            durations.setdefault(st or "unknown", []).append(
+                max(0.0, _timestamp(finished) - _timestamp(started))
+            )
         for source, last in conn.execute(
             sa.select(r.source, sa.func.max(r.finished_at)).where(r.status == "success").group_by(r.source)
         ):
@@ -138,7 +143,7 @@ def warehouse_facts(wh: Warehouse, now: float | None = None) -> WarehouseFacts:
                 checkpoints.c.source, checkpoints.c.position, checkpoints.c.run_id, checkpoints.c.updated_at
             )
         ):
-            at = _epoch(updated)
+            at = _timestamp(updated)  # NOT NULL
             cps[source] = {
                 "position": json.loads(position),
                 "run_id": run_id,

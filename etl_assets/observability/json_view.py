@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..config import SourceSpec
 from .event_totals import EventTotals
 from .facts import WarehouseFacts
 
 
 def as_json(
-    facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, Any] | None = None
+    facts: WarehouseFacts, totals: EventTotals, specs: Mapping[str, SourceSpec] | None = None
 ) -> dict[str, Any]:
     """Runs per source with success/failure, records, drift, checkpoints, rate-limit settings and waits, HTTP."""
     http = totals.get("etl_http_requests_total")
@@ -30,11 +31,11 @@ def as_json(
     for source in names:
         info = facts.sources.get(source, {})
         spec = (specs or {}).get(source)
-        limit = getattr(spec, "rate_limit", None) if spec is not None else None
+        limit = spec.rate_limit if spec is not None else None
         runs_by_status = info.get("runs", {})
         key = (source,)
         out[source] = {
-            "source_type": info.get("source_type") or getattr(spec, "kind", None),
+            "source_type": info.get("source_type") or (spec.kind if spec is not None else None),
             "runs": {
                 "success": runs_by_status.get("success", 0),
                 "failure": runs_by_status.get("failure", 0),
@@ -58,7 +59,7 @@ def as_json(
                 "requests": {s: int(n) for (src, s), n in sorted(http.items()) if src == source},
                 "retries": int(per["etl_http_retries_total"].get(key, 0)),
             },
-            "schedule": getattr(spec, "schedule", None) if spec is not None else None,
+            "schedule": spec.schedule if spec is not None else None,
         }
     by_type = {
         st: {**agg, "runs": {s: n for (t, s), n in facts.runs_by_type.items() if t == st}}

@@ -57,7 +57,8 @@ def _parse(cron: str) -> tuple[list[set[int]], bool, dict[int, set[int]], bool, 
     """Minutes, hours, days, months, weekdays; `L` in the days; nth weekdays; whether each day field is `*`."""
     fields = cron.lower().split()
     sets: list[set[int]] = []
-    last_day, nth = False, {}
+    last_day = False
+    nth: dict[int, set[int]] = {}
     for field, text in enumerate(fields):
         text = "*" if text == "?" else text
         values: set[int] = set()

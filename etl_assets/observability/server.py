@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..config import SourceSpec
 from ..redaction import redact_obj
 from ..warehouse import Warehouse
 from .event_totals import EventTotals
@@ -47,7 +48,7 @@ class Observer:
         self,
         warehouse_url: str | None = None,
         instance: Any = None,
-        sources: Callable[[], dict[str, Any]] | None = None,
+        sources: Callable[[], dict[str, SourceSpec]] | None = None,
         fold: Callable[[Any, EventTotals], EventTotals] | None = None,
     ):
         self.warehouse_url = warehouse_url
@@ -70,7 +71,7 @@ class Observer:
             self._instance = current_instance()  # $DAGSTER_HOME/dagster.yaml
         return self._instance
 
-    def specs(self) -> dict[str, Any]:
+    def specs(self) -> dict[str, SourceSpec]:
         try:
             return self._sources()
         except Exception as exc:  # a broken sources file must not take the metrics down with it
@@ -86,11 +87,11 @@ class Observer:
             self._totals = self._fold(self.instance(), self._totals)
             return self._totals
 
-    def snapshot(self) -> tuple[WarehouseFacts, EventTotals, dict[str, Any]]:
+    def snapshot(self) -> tuple[WarehouseFacts, EventTotals, dict[str, SourceSpec]]:
         return warehouse_facts(self.warehouse()), self.totals(), self.specs()
 
 
-def _load_sources() -> dict[str, Any]:
+def _load_sources() -> dict[str, SourceSpec]:
     from ..config_load import load_sources
 
     specs, invalid = load_sources(None, lenient=True)  # a bad source must not blank the figures of the others

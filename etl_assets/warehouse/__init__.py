@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import statement_error
+from .records import DriftEvent, QuarantinedRow
 from .schema_state import SchemaState
 from .sqltypes import kind_of, sql_type
 from .store import DEFAULT_DIR, LoadResult, Warehouse, default_url, normalize_url
@@ -26,7 +27,9 @@ __all__ = [
     "LINEAGE",
     "ROW_ID",
     "SYSTEM_TABLES",
+    "DriftEvent",
     "LoadResult",
+    "QuarantinedRow",
     "SchemaState",
     "Store",
     "Warehouse",

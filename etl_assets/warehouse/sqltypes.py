@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 def sql_type(kind: str, dialect: str) -> sa.types.TypeEngine:
     if kind == "json":  # SQLite's JSON type name has NUMERIC affinity and would turn '1' into 1
         return postgresql.JSONB() if dialect == "postgresql" else sa.Text()
-    return {
+    by_kind: dict[str, sa.types.TypeEngine] = {
         "string": sa.Text(),
         "integer": sa.BigInteger().with_variant(
             sa.Integer(), "sqlite"
@@ -18,7 +18,8 @@ def sql_type(kind: str, dialect: str) -> sa.types.TypeEngine:
         "boolean": sa.Boolean(),
         "timestamp": sa.DateTime(timezone=True),
         "date": sa.Date(),
-    }[kind]
+    }
+    return by_kind[kind]
 
 
 def kind_of(column_type: sa.types.TypeEngine) -> str:

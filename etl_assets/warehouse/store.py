@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from .. import faults
 from ..ratelimit import RateLimiter
 from .dialects import Dialect, dialect_for
 from .errors import statement_error
+from .records import DriftEvent, QuarantinedRow
 from .schema_state import SchemaState
 from .sqltypes import kind_of, sql_type
 from .tables import (
@@ -206,12 +208,12 @@ class Warehouse:
         table: sa.Table | None,
         key: list[str],
         rows: pd.DataFrame,
-        quarantined: list[dict],
-        position: dict,
+        quarantined: list[QuarantinedRow],
+        position: Mapping[str, Any],
         run_id: str,
         location: str,
         schema: SchemaState | None = None,
-        drift_events: list[dict] | None = None,
+        drift_events: list[DriftEvent] | None = None,
         replaces: str | None = None,
     ) -> LoadResult:
         """Upsert rows, record quarantine and drift, pin the schema and move the checkpoint: one transaction.
@@ -288,14 +290,14 @@ class Warehouse:
         return result
 
     def _record_drift(
-        self, conn: sa.Connection, source: str, run_id: str, events: list[dict], now: datetime
+        self, conn: sa.Connection, source: str, run_id: str, events: list[DriftEvent], now: datetime
     ) -> None:
         conn.execute(
             schema_drift.insert(),
             [{**e, "source": source, "run_id": run_id, "detected_at": now} for e in events],
         )
 
-    def record_drift(self, source: str, run_id: str, events: list[dict]) -> None:
+    def record_drift(self, source: str, run_id: str, events: list[DriftEvent]) -> None:
         """Drift that stopped a load: recorded on its own, the batch itself was not loaded."""
         with self.engine.begin() as conn:
             self._record_drift(conn, source, run_id, events, datetime.now(UTC))
@@ -334,7 +336,7 @@ class Warehouse:
         if not sa.inspect(self.engine).has_table(table):
             return 0
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar())
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar_one())
 
     def duplicate_keys(self, table: str, key: list[str]) -> int:
         """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
@@ -350,7 +352,7 @@ class Warehouse:
                     sa.text(
                         f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
                     )
-                ).scalar()
+                ).scalar_one()
             )
 
     def null_counts(self, table: str, columns: list[str], run_id: str) -> dict[str, int]:

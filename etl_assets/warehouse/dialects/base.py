@@ -3,13 +3,15 @@ object per dialect (`postgres.Postgres`, `sqlite.SQLite`), as pagination has one
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..tables import LINEAGE
+
+UpsertInsert: TypeAlias = postgresql.Insert | sqlite.Insert  # each dialect's INSERT has its ON CONFLICT
 
 
 class Dialect(Protocol):
@@ -27,7 +29,7 @@ class Dialect(Protocol):
     def layout(self, cols: list[sa.Column]) -> list[sa.Column]:
         """The order a new table's columns are created in."""
 
-    def insert(self, table: sa.Table) -> Insert:
+    def insert(self, table: sa.Table) -> UpsertInsert:
         """An INSERT construct with `on_conflict_do_update`."""
 
     def upsert(

@@ -113,11 +113,14 @@ def encode(rows: pd.DataFrame, encodings: dict[str, str | None]) -> bytes | None
         if col.fixed is not None:
             valid = col.lengths >= 0
             out[body[valid][:, None] + np.arange(col.fixed.shape[1])] = col.fixed[valid]
-        elif len(col.data):
-            # byte j of row r's text goes to body[r] + (j - offsets[r]); NULL and empty rows hold no bytes
-            first, last = int(col.offsets[0]), int(col.offsets[-1])
-            counts = np.diff(col.offsets)
-            out[np.repeat(body - col.offsets[:-1], counts) + np.arange(first, last)] = col.data[first:last]
+        else:  # a text column: its buffer and offsets
+            data, offsets = col.data, col.offsets
+            assert data is not None and offsets is not None
+            if len(data):
+                # byte j of row r's text goes to body[r] + (j - offsets[r]); NULL and empty rows hold no bytes
+                first, last = int(offsets[0]), int(offsets[-1])
+                counts = np.diff(offsets)
+                out[np.repeat(body - offsets[:-1], counts) + np.arange(first, last)] = data[first:last]
         pos = pos + size
     return out.tobytes()
 

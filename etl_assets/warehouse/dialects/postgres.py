@@ -10,7 +10,6 @@ import pandas as pd
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.sql.dml import Insert
 
 from ..sqltypes import kind_of, kinds
 from . import pg_copy
@@ -56,7 +55,7 @@ class Postgres:
             return cols
         return sorted(cols, key=lambda c: -width(c) or 0)
 
-    def insert(self, table: sa.Table) -> Insert:
+    def insert(self, table: sa.Table) -> postgresql.Insert:
         return postgresql.insert(table)
 
     def _binary_encodings(self, table: sa.Table) -> dict[str, str | None]:
@@ -78,6 +77,7 @@ class Postgres:
         q, t, data = self.q, self.q(table.name), list(rows.columns)
         cols = data + list(lineage)
         raw = conn.connection.driver_connection
+        assert raw is not None  # None only once the connection is closed
         binary = pg_copy.encode(rows, self._binary_encodings(table))
         payload = binary if binary is not None else pg_copy.encode_text(rows, kinds(table, data))
         options = "FORMAT binary" if binary is not None else "NULL ''"
@@ -93,7 +93,7 @@ class Postgres:
                 f"COPY _etl_stage ({', '.join(q(c) for c in data)}) FROM STDIN ({options})"
             ) as copy:
                 piece = 8 << 20
-                view = memoryview(payload) if binary is not None else payload  # slices of a view copy nothing
+                view = memoryview(binary) if binary is not None else payload  # slices of a view copy nothing
                 for i in range(0, len(payload), piece):
                     copy.write(view[i : i + piece])
                 del view
@@ -136,13 +136,13 @@ class Postgres:
         slots_name, limits_name = slots.name, limits.name
         with db.cursor() as cur:
             cur.execute("BEGIN")
-            now = float(
-                cur.execute(
-                    f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits_name} "
-                    "WHERE source = %s FOR UPDATE",
-                    (source,),
-                ).fetchone()[0]
-            )
+            row = cur.execute(
+                f"SELECT extract(epoch FROM clock_timestamp()) FROM {limits_name} "
+                "WHERE source = %s FOR UPDATE",
+                (source,),
+            ).fetchone()
+            assert row is not None  # the RateLimiter made the source's row before any grant
+            now = float(row[0])
             recent = [
                 r[0]
                 for r in cur.execute(
@@ -151,11 +151,13 @@ class Postgres:
                 )
             ]
             if len(recent) < calls or recent[-1] <= now - period:
-                slot = cur.execute(
+                inserted = cur.execute(
                     f"WITH gc AS (DELETE FROM {slots_name} WHERE source = %s AND done_at < %s) "
                     f"INSERT INTO {slots_name} (source, at, done_at) VALUES (%s, %s, %s) RETURNING id",
                     (source, now - period, source, now, now + hold),
-                ).fetchone()[0]
+                ).fetchone()
+                assert inserted is not None  # INSERT ... RETURNING gives its row
+                slot = inserted[0]
                 taken = slot, 0.0
             else:
                 taken = None, recent[-1] + period - now

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.sql.dml import Insert
 
 from .. import sqltypes
 from .base import set_clause
@@ -45,18 +44,17 @@ class SQLite:
     def max_columns(self) -> int:
         """SQLITE_LIMIT_COLUMN of this build (2000 by default)."""
         with self.engine.connect() as conn:
-            return int(conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_COLUMN))
+            return _limit(conn, sqlite3.SQLITE_LIMIT_COLUMN)
 
     def layout(self, cols: list[sa.Column]) -> list[sa.Column]:
         return cols
 
-    def insert(self, table: sa.Table) -> Insert:
+    def insert(self, table: sa.Table) -> sqlite.Insert:
         return sqlite.insert(table)
 
     def _variables(self, conn: sa.Connection) -> int:
         """Bound parameters one statement may hold: this build's SQLITE_LIMIT_VARIABLE_NUMBER (capped)."""
-        limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        return min(SQLITE_MAX_VARIABLES, int(limit))
+        return min(SQLITE_MAX_VARIABLES, _limit(conn, sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
     def upsert(
         self,
@@ -83,11 +81,11 @@ class SQLite:
         step[0] = "SELECT of the keys present"
         existing = conn.exec_driver_sql(
             f"SELECT count(*) FROM json_each(?) j WHERE EXISTS (SELECT 1 FROM {t} WHERE {match})", (keys,)
-        ).scalar()
+        ).scalar_one()
         sets, changed = set_clause(q, table, key, cols, "excluded")
         changed = changed.replace("IS DISTINCT FROM", "IS NOT")
         action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
-        before = conn.exec_driver_sql("SELECT total_changes()").scalar()
+        before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
         constants = [repeat(v.isoformat() if isinstance(v, datetime) else v) for v in lineage.values()]
         records = list(zip(*values, *constants))  # noqa: B905 - the constants repeat
         # Many rows per statement, not executemany: sqlite3 lets go of the GIL around every step, and with the
@@ -100,7 +98,7 @@ class SQLite:
         for i in range(0, len(records), per):
             part = records[i : i + per]
             conn.exec_driver_sql(head + ", ".join([row] * len(part)) + tail, tuple(chain.from_iterable(part)))
-        changes = conn.exec_driver_sql("SELECT total_changes()").scalar() - before
+        changes = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
         inserted = len(rows) - int(existing)
         return inserted, int(changes - inserted)
 
@@ -139,6 +137,13 @@ class SQLite:
     def rate_limit_release(self, db: sa.Engine, slots: sa.Table, slot: int) -> None:
         with db.begin() as conn:
             conn.execute(slots.update().where(slots.c.id == slot).values(done_at=time.time()))
+
+
+def _limit(conn: sa.Connection, which: int) -> int:
+    """One of this SQLite build's limits (`sqlite3.Connection.getlimit`), read on the connection's DBAPI one."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # None only once the connection is closed
+    return int(driver.getlimit(which))
 
 
 def _columns(rows: pd.DataFrame, kinds: dict[str, str | None]) -> list[np.ndarray]:
