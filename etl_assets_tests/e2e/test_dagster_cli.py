@@ -11,7 +11,7 @@ import pytest
 
 from etl_assets.demo_api import serve
 
-from .conftest import REPO, _create_db, _drop_db
+from ..conftest import REPO, _create_db, _drop_db
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

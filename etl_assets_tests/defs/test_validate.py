@@ -21,7 +21,7 @@ from etl_assets.cron import cron_problem
 from etl_assets.defs import build_definitions
 from etl_assets.defs.resources import WarehouseResource
 
-from .conftest import REPO
+from ..conftest import REPO
 
 ETL_ASSETS = str(Path(sys.executable).with_name("etl-assets"))
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

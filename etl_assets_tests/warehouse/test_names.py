@@ -13,7 +13,7 @@ from etl_assets.config import ApiSource, CsvSource
 from etl_assets.errors import SourceError
 from etl_assets.pipeline import ingest
 
-from .loopback import Reply
+from ..loopback import Reply
 
 
 def rows(wh, sql: str) -> list[tuple]:

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from .conftest import REPO, _create_db, _drop_db, free_port
-from .loopback import LoopbackServer, Reply
+from ..conftest import REPO, _create_db, _drop_db, free_port
+from ..loopback import LoopbackServer, Reply
 
 BIN = Path(sys.executable).parent
 ROWS = [{"id": i, "name": f"row {i}"} for i in range(1, 7)]

@@ -14,7 +14,7 @@ from etl_assets.extract.csv import CsvExtractor
 from etl_assets.extract.encoding import SAMPLE_BYTES, detect_encoding, file_samples
 from etl_assets.pipeline import ingest
 
-from .conftest import corpus_dir
+from ..conftest import corpus_dir
 
 
 def spec(path, **kw) -> CsvSource:

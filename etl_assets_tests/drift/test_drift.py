@@ -25,7 +25,7 @@ def drifted(report: DriftReport) -> bool:
     )
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared/corpus/drift_dev_cases.json"
 
 # Real headers (see benchmarks/drift_cases_extra.json for sources)

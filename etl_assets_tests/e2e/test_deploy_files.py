@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import REPO, _create_db, _drop_db
+from ..conftest import REPO, _create_db, _drop_db
 
 BIN = Path(sys.executable).parent
 COMPOSE = REPO / "docker-compose.yml"

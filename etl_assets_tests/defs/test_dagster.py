@@ -17,8 +17,8 @@ from etl_assets.defs.resources import WarehouseResource
 from etl_assets.demo_api import serve
 from etl_assets.warehouse import Warehouse
 
-from .conftest import REPO
-from .loopback import Reply
+from ..conftest import REPO
+from ..loopback import Reply
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from etl_assets.errors import SourceError
 from etl_assets.extract.rss import RssExtractor
 from etl_assets.pipeline import ingest
 
-from .loopback import Reply
+from ..loopback import Reply
 
 FEED = """<?xml version="1.0"?>
 <rss version="2.0"><channel><title>t</title><link>http://example.com/</link><description>d</description>

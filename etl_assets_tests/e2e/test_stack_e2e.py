@@ -27,7 +27,7 @@ import yaml
 
 from etl_assets.demo_api import serve
 
-from .conftest import REPO, _create_db, _drop_db, free_port
+from ..conftest import REPO, _create_db, _drop_db, free_port
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = REPO / "test-artifacts"

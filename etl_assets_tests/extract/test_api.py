@@ -7,7 +7,7 @@ from etl_assets.errors import SourceError
 from etl_assets.extract.api import ApiExtractor
 from etl_assets.pipeline import ingest
 
-from .loopback import Reply
+from ..loopback import Reply
 
 ITEMS = [{"id": i, "name": f"item {i}", "updated_at": f"2024-01-{i:02d}T00:00:00Z"} for i in range(1, 24)]
 

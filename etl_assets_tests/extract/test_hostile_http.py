@@ -35,7 +35,7 @@ from etl_assets.http import SourceHttp
 from etl_assets.origin import Origin, OriginPolicy, parse_allowed_host
 from etl_assets.pipeline import ingest
 
-from .loopback import LoopbackServer, Reply, use_tls
+from ..loopback import LoopbackServer, Reply, use_tls
 
 FEED = (
     "<?xml version='1.0'?><rss version='2.0'><channel><title>t</title>"

@@ -18,7 +18,7 @@ from etl_assets.errors import SourceError
 from etl_assets.pipeline import ingest
 from etl_assets.warehouse import ROW_ID
 
-from .loopback import Reply
+from ..loopback import Reply
 
 BIN = Path(sys.executable).parent
 

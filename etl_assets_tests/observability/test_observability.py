@@ -34,8 +34,8 @@ from etl_assets.observability.server import Observer, create_app
 from etl_assets.pipeline import ingest
 from etl_assets.warehouse import Warehouse
 
-from .conftest import REPO, _create_db, _drop_db, free_port
-from .loopback import Reply
+from ..conftest import REPO, _create_db, _drop_db, free_port
+from ..loopback import Reply
 
 SOURCE_TYPE = {"orders": "csv", "drifty": "csv", "customers": "api", "flaky": "api", "broken": "api"}
 # Change with every evaluation by nature (a clock), so they are compared separately.
