@@ -209,7 +209,7 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .observability.server import serve
+    from .serve import serve
 
     print(
         f"etl-assets serve on http://{args.host}:{args.port} (/health /stats /observability/metrics)",

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from etl_assets.observability.facts import warehouse_facts
-from etl_assets.observability.server import Observer, create_app
+from etl_assets.serve import Observer, create_app
 from etl_assets.warehouse import Warehouse
 
 from .conftest import _create_db, _drop_db, free_port

@@ -6,7 +6,7 @@
 - event_totals.py  `EventTotals`, the JSON-serializable totals the Dagster event-log fold (defs/event_fold.py) fills
 - schedule.py      cron arithmetic for the schedule-interval gauge
 - exposition.py    the Prometheus registry and text; json_view.py the JSON view
-- server.py        `etl-assets serve`: /health, /stats, /observability/metrics[/json]
 
-None of them imports dagster; server.py reaches the fold in defs/ lazily, as the entry point.
+None of them imports dagster or anything above the core; the `etl-assets serve` app (etl_assets/serve.py, an
+entry point) joins them to the fold in defs/.
 """

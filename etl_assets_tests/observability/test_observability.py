@@ -30,8 +30,8 @@ from etl_assets.defs.resources import WarehouseResource
 from etl_assets.demo_api import serve as serve_demo_api
 from etl_assets.logs import JsonFormatter
 from etl_assets.observability import catalogue as m
-from etl_assets.observability.server import Observer, create_app
 from etl_assets.pipeline import ingest
+from etl_assets.serve import Observer, create_app
 from etl_assets.warehouse import Warehouse
 
 from ..conftest import REPO, _create_db, _drop_db, free_port

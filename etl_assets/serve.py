@@ -8,11 +8,10 @@
 Nothing is counted in this process: each request reads the warehouse, and the event log is folded from where
 the previous request stopped (a restarted server refolds it from the start), so the figures are exact.
 
-This module is the `etl-assets serve` entry point as much as an app: it wires the core metrics (facts,
-exposition, JSON view) to the Dagster layer, whose event-log fold and instance it takes injected (`fold`,
-`instance`) or, by default, imports from `etl_assets.defs.event_fold` when first needed. That lazy import is
-the one edge from observability/ to defs/, allowed to an entry point; the rest of observability/ never imports
-dagster, and importing this module does not either.
+An entry point (beside cli.py and definitions.py, above both the core and defs/): it wires the core metrics
+(observability/: facts, exposition, JSON view) to the Dagster layer, whose event-log fold and instance it takes
+injected (`fold`, `instance`) or, by default, imports from `etl_assets.defs.event_fold` when first needed.
+Importing this module does not import dagster.
 """
 
 from __future__ import annotations
@@ -27,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import SourceSpec
-from ..redaction import redact_obj
-from ..warehouse import Warehouse
-from .event_totals import EventTotals
-from .exposition import registry, render
-from .facts import WarehouseFacts, warehouse_facts
-from .json_view import as_json
+from .config import SourceSpec
+from .observability.event_totals import EventTotals
+from .observability.exposition import registry, render
+from .observability.facts import WarehouseFacts, warehouse_facts
+from .observability.json_view import as_json
+from .redaction import redact_obj
+from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class Observer:
 
     def instance(self) -> Any:
         if self._instance is None:
-            from ..defs.event_fold import current_instance  # the entry point's edge to the Dagster layer
+            from .defs.event_fold import current_instance  # the entry point's edge to the Dagster layer
 
             self._instance = current_instance()  # $DAGSTER_HOME/dagster.yaml
         return self._instance
@@ -81,7 +80,7 @@ class Observer:
     def totals(self) -> EventTotals:
         with self._lock:
             if self._fold is None:
-                from ..defs.event_fold import read_event_log  # the entry point's edge to the Dagster layer
+                from .defs.event_fold import read_event_log  # the entry point's edge to the Dagster layer
 
                 self._fold = read_event_log
             self._totals = self._fold(self.instance(), self._totals)
@@ -92,7 +91,7 @@ class Observer:
 
 
 def _load_sources() -> dict[str, SourceSpec]:
-    from ..config_load import load_sources
+    from .config_load import load_sources
 
     specs, invalid = load_sources(None, lenient=True)  # a bad source must not blank the figures of the others
     for name, lines in invalid.items():
