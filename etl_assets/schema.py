@@ -1,7 +1,7 @@
 """Coercion: each column typed by its declared kind into good rows and quarantined rows (with reasons).
 
-A reference path value by value (`_coerce_column`) and vectorised fast paths for text columns
-(`_coerce_text_column`, Arrow casts first), tested equal; the schema a first load pins (`infer_schema`).
+A reference path value by value (`coerce_column`) and vectorised fast paths for text columns
+(`coerce_text_column`, Arrow casts first), tested equal; the schema a first load pins (`infer_schema`).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _as_text(v: object) -> object:
     return str(v)
 
 
-def _coerce_column(  # noqa: C901 - one branch per column type, each short; a table of lambdas would hide them
+def coerce_column(  # noqa: C901 - one branch per column type, each short; a table of lambdas would hide them
     col: pd.Series, kind: str, name: str = "", rules: DateRules | None = None
 ) -> tuple[pd.Series, Problems]:
     """Any column (an API page's Python ints, floats, bools, dicts...): (typed values, each value's problem)."""
@@ -252,7 +252,7 @@ def arrow_text(col: pd.Series) -> pa.Array | None:
         return None
 
 
-def _arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
+def arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
     """The whole column typed by Arrow's C++ casts when every value is spelled canonically (the usual case for
     machine-written files); None otherwise, and the column takes the general path."""
     if kind not in _CANONICAL:
@@ -282,15 +282,15 @@ def _arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
     return typed.to_pandas().set_axis(col.index)
 
 
-def _coerce_text_column(
+def coerce_text_column(
     col: pd.Series, kind: str, fast: bool = True, name: str = "", rules: DateRules | None = None
 ) -> tuple[pd.Series, Problems]:
-    """The vectorised twin of `_coerce_column` for a column of strings: Arrow first when every value is spelled
+    """The vectorised twin of `coerce_column` for a column of strings: Arrow first when every value is spelled
     canonically; else parse everything at C speed, and only look again (strip, null words, slower formats) at
     the few values the first pass could not read."""
     # a configured date_format reads every value of its column, ISO 8601 spellings included
     dated = kind in ("date", "timestamp") and rules is not None and rules.format_for(name) is not None
-    typed = _arrow_fast(col, kind) if fast and not dated else None
+    typed = arrow_fast(col, kind) if fast and not dated else None
     if typed is not None:
         return typed, None
     if (
@@ -308,7 +308,7 @@ def _coerce_text_column(
         obj = col.astype(object).where(~null, None)
         if kind == "string":
             return obj, problems_where(obj.str.contains("\x00", regex=False, na=False), NUL_BYTE)
-        return _coerce_column(obj, kind)  # JSON text is re-serialised value by value either way
+        return coerce_column(obj, kind)  # JSON text is re-serialised value by value either way
     if kind == "integer":
         return _int_text(col, null)
     if kind == "float":
@@ -349,8 +349,8 @@ def _coerce_any(col: pd.Series, kind: str, name: str, rules: DateRules) -> tuple
         raise ValueError(f"unknown column type {kind!r}")
     try:
         if _is_text_column(col):
-            return _coerce_text_column(col, kind, name=name, rules=rules)
-        return _coerce_column(col, kind, name, rules)
+            return coerce_text_column(col, kind, name=name, rules=rules)
+        return coerce_column(col, kind, name, rules)
     except _UNFORESEEN as exc:  # a value the vectorised paths did not foresee must not fail the whole batch
         log.warning("column '%s': typed as %s value by value after %s", name, kind, type(exc).__name__)
         return _one_by_one(col, kind, name, rules)
@@ -362,9 +362,9 @@ def _one_by_one(col: pd.Series, kind: str, name: str, rules: DateRules) -> tuple
     for i in range(len(col)):
         one = col.iloc[i : i + 1].astype(object)
         try:
-            v, p = _coerce_column(one, kind, name, rules)
+            v, p = coerce_column(one, kind, name, rules)
         except _UNFORESEEN as exc:
-            v, _ = _coerce_column(pd.Series([None], index=one.index, dtype=object), kind, name, rules)
+            v, _ = coerce_column(pd.Series([None], index=one.index, dtype=object), kind, name, rules)
             p = pd.Series([f"cannot be read as {kind} ({type(exc).__name__})"], index=one.index, dtype=object)
         values.append(v)
         problems.append(p if p is not None else no_problems(one.index))

@@ -14,9 +14,9 @@ from etl_assets.config import CsvSource
 from etl_assets.dates import DateRules
 from etl_assets.integers import BEYOND_INT64, INEXACT_FLOAT, NOT_INTEGER
 from etl_assets.pipeline import ingest
-from etl_assets.schema import _arrow_fast, _coerce_column, _coerce_text_column, coerce, infer_schema
+from etl_assets.schema import arrow_fast, coerce, coerce_column, coerce_text_column, infer_schema
 from etl_assets.warehouse.dialects import pg_copy as copy_binary
-from etl_assets.warehouse.dialects.pg_copy import encode_text as _pg_copy_text
+from etl_assets.warehouse.dialects.pg_copy import encode_text
 
 CANONICAL = {
     "integer": ["1", "-2", None, "", "007", "-9007199254740991", "0"],
@@ -47,16 +47,16 @@ NOT_CANONICAL = {
 @pytest.mark.parametrize("kind", sorted(CANONICAL))
 def test_arrow_types_canonical_values_as_the_general_path_does(kind, dtype):
     col = pd.Series(CANONICAL[kind], index=range(10, 10 + len(CANONICAL[kind])), dtype=dtype)
-    fast = _arrow_fast(col, kind)
+    fast = arrow_fast(col, kind)
     assert fast is not None, f"{kind}: canonical values should take the Arrow path"
-    general, problems = _coerce_text_column(col, kind, fast=False)
+    general, problems = coerce_text_column(col, kind, fast=False)
     assert problems is None  # None: every value fitted
     pd.testing.assert_series_equal(fast, general)
 
 
 def test_arrow_keeps_every_digit_of_a_large_integer():
     col = pd.Series(["922337203685477580", None, "-900719925474099313"], dtype=object)
-    assert _arrow_fast(col, "integer").tolist()[::2] == [922337203685477580, -900719925474099313]
+    assert arrow_fast(col, "integer").tolist()[::2] == [922337203685477580, -900719925474099313]
 
 
 def plain(values: pd.Series) -> list:
@@ -81,8 +81,8 @@ def test_general_integer_path_is_exact_too(dtype):
         "true",
     ]
     col = pd.Series(values, index=range(3, 3 + len(values)), dtype=dtype)
-    assert _arrow_fast(col, "integer") is None
-    typed, problems = _coerce_text_column(col, "integer")
+    assert arrow_fast(col, "integer") is None
+    typed, problems = coerce_text_column(col, "integer")
     assert str(typed.dtype) == "Int64" and list(typed.index) == list(col.index)
     ok = problems.isna()
     assert plain(typed[ok]) == [
@@ -98,7 +98,7 @@ def test_general_integer_path_is_exact_too(dtype):
     ]
     assert problems[~ok].tolist() == [BEYOND_INT64, NOT_INTEGER, NOT_INTEGER]
     # the same values as Python objects (an API page) give the same, value for value
-    obj_typed, obj_problems = _coerce_column(
+    obj_typed, obj_problems = coerce_column(
         pd.Series(values, index=col.index, dtype=object).where(col != "", None), "integer"
     )
     pd.testing.assert_series_equal(obj_typed[ok], typed[ok])
@@ -109,7 +109,7 @@ def test_api_objects_in_an_integer_column():
     col = pd.Series(
         [10**30, 7, 7.0, 2.0**53, 2.5, True, {"a": 1}, None, float("nan"), np.int64(-3)], dtype=object
     )
-    typed, problems = _coerce_column(col, "integer")
+    typed, problems = coerce_column(col, "integer")
     assert plain(typed)[1:3] + plain(typed)[7:] == [7, 7, None, None, -3]
     assert problems.tolist() == [
         BEYOND_INT64,
@@ -126,7 +126,7 @@ def test_api_objects_in_an_integer_column():
     widened = pd.Series([1.0, np.nan, 9007199254740992.0])  # pd.json_normalize of ints with a gap
     assert infer_schema(pd.DataFrame({"id": widened})) == {"id": "integer"}
     assert infer_schema(pd.DataFrame({"x": [1.0, 2.0]})) == {"x": "float"}  # floats without a gap stay floats
-    assert _coerce_column(widened, "string")[0].tolist() == [
+    assert coerce_column(widened, "string")[0].tolist() == [
         "1",
         None,
         None,
@@ -154,14 +154,14 @@ def test_canonical_dates_keep_the_arrow_path_whatever_the_date_rules(rules, monk
     _no_general_dates(monkeypatch)
     for kind in ("date", "timestamp"):
         col = pd.Series(CANONICAL[kind], dtype="str")
-        typed, problems = _coerce_text_column(col, kind, name="d", rules=rules)
-        pd.testing.assert_series_equal(typed, _arrow_fast(col, kind))
+        typed, problems = coerce_text_column(col, kind, name="d", rules=rules)
+        pd.testing.assert_series_equal(typed, arrow_fast(col, kind))
         assert problems is None
 
 
 def test_a_date_format_reads_every_value_of_its_column():
     col = pd.Series(["2026-02-13", "13/02/2026", None], dtype="str")
-    typed, problems = _coerce_text_column(
+    typed, problems = coerce_text_column(
         col, "date", name="d", rules=DateRules(date_format={"d": "%d/%m/%Y"})
     )
     assert typed.tolist()[1] == pd.Timestamp("2026-02-13")
@@ -181,8 +181,8 @@ def test_day_month_dates_read_alike_from_text_and_objects():
         "Tue, 10 Dec 2024 10:00:00 GMT",
     ]
     for kind in ("date", "timestamp"):
-        text = _coerce_text_column(pd.Series(values, dtype="str"), kind, name="d", rules=DateRules())
-        objects = _coerce_column(pd.Series(values, dtype=object), kind, name="d", rules=DateRules())
+        text = coerce_text_column(pd.Series(values, dtype="str"), kind, name="d", rules=DateRules())
+        objects = coerce_column(pd.Series(values, dtype=object), kind, name="d", rules=DateRules())
         pd.testing.assert_series_equal(text[0], objects[0])
         assert text[1].tolist() == objects[1].tolist()
         assert [v is None for v in text[1]] == [True, True, True, True, True, False, True, False, True]
@@ -195,7 +195,7 @@ def test_day_month_dates_read_alike_from_text_and_objects():
 def test_other_spellings_take_the_general_path(kind):
     for value in NOT_CANONICAL[kind]:
         col = pd.Series([CANONICAL[kind][0], value], dtype=object)
-        assert _arrow_fast(col, kind) is None, f"{kind}: {value!r} must not be typed by Arrow"
+        assert arrow_fast(col, kind) is None, f"{kind}: {value!r} must not be typed by Arrow"
     # and the general path still decides: a hex "integer" is quarantined, "NA"-like words are NULL
     got = coerce(
         pd.DataFrame({"id": ["1", "2", "3"], "n": ["0x10", "nan", "7"]}), {"id": "integer", "n": "integer"}
@@ -206,7 +206,7 @@ def test_other_spellings_take_the_general_path(kind):
 
 def test_string_column_nulls_and_nul_bytes():
     col = pd.Series(["a", "", None, "b\x00c", " padded "], dtype="str")
-    values, problems = _coerce_text_column(col, "string")
+    values, problems = coerce_text_column(col, "string")
     assert values.tolist() == ["a", None, None, "b\x00c", " padded "]
     assert problems.tolist() == [None, None, None, "contains a NUL byte", None]
     assert values.dtype == object
@@ -257,7 +257,7 @@ def test_binary_copy_lands_what_the_text_format_lands(pg_url):
     assert (
         payload is not None and payload.startswith(b"PGCOPY\n\xff\r\n\x00") and payload.endswith(b"\xff\xff")
     )
-    text = _pg_copy_text(
+    text = encode_text(
         frame, {"i": "integer", "f": "float", "b": "boolean", "ts": "timestamp", "d": "date", "s": "string"}
     )
     cols = ", ".join(f"{c} {t}" for c, t in TYPES.items())
