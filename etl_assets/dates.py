@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ import pyarrow.compute as pc
 
 from .problems import Problems, no_problems, or_none, problems_where
 from .types import NULL_STRINGS
+
+if TYPE_CHECKING:
+    from .config import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class DateRules:
     quiet: bool = False  # inference tries the rules without logging
 
     @classmethod
-    def of(cls, spec: Any) -> DateRules:
-        return cls(getattr(spec, "date_format", None), getattr(spec, "dayfirst", None))
+    def of(cls, spec: SourceSpec) -> DateRules:
+        return cls(spec.date_format, spec.dayfirst)
 
     def format_for(self, column: str) -> str | None:
         return self.date_format.get(column) if isinstance(self.date_format, dict) else self.date_format

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +17,9 @@ from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, show
 from .errors import SourceError
 from .schema import infer_schema
 from .warehouse import DriftEvent, SchemaState
+
+if TYPE_CHECKING:
+    from .config import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Reconciled:
     changed: bool = False  # schema, accepted renames or profiles moved: persist them with this batch
 
 
-def required_columns(spec: Any) -> list[str]:
+def required_columns(spec: SourceSpec) -> list[str]:
     """drift.required, else every declared column, else (an inferred schema) the primary key."""
     if spec.drift.required is not None:
         return list(spec.drift.required)
@@ -64,7 +67,7 @@ def _candidates(m: ColumnMapping) -> str:
     return " (best: " + ", ".join(f"'{c}' {shown(s)}" for c, s in m.candidates) + ")" if m.candidates else ""
 
 
-def verdict(spec: Any, report: DriftReport) -> Verdict:
+def verdict(spec: SourceSpec, report: DriftReport) -> Verdict:
     d, out = spec.drift, Verdict()
     for c in report.conflicts:  # never loadable: one table column cannot take two file columns
         mapped = c["mapped_from"]
@@ -140,7 +143,7 @@ def verdict(spec: Any, report: DriftReport) -> Verdict:
 
 
 class Reconciler:
-    def __init__(self, spec: Any, state: SchemaState | None):
+    def __init__(self, spec: SourceSpec, state: SchemaState | None):
         state = state or SchemaState()
         self.spec = spec
         self.declared = dict(spec.columns) if spec.columns else None
