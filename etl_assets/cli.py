@@ -57,8 +57,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from .errors import SourceError
-    from .pipeline import database_error, ingest
-    from .warehouse import Warehouse
+    from .pipeline import ingest
+    from .warehouse import Warehouse, database_error
 
     specs = _sources(args.sources, args.source)
     if specs is None:

@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from . import redaction
+from .config_pagination import NoPagination, Pagination, Strict
 from .cron import cron_problem
 from .types import ColumnType
 
@@ -67,12 +68,7 @@ class ConfigError(ValueError):
         super().__init__(redaction.redact(message))
 
 
-class _Strict(BaseModel):
-    # Unknown keys are refused: a typo like `primary_keys` must not silently do nothing.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetrySpec(_Strict):
+class RetrySpec(Strict):
     max_retries: int = Field(
         default=3, ge=0, le=50, description="Step retries (Dagster RetryPolicy) and HTTP retries."
     )
@@ -82,7 +78,7 @@ class RetrySpec(_Strict):
     max_delay_seconds: float = Field(default=60.0, gt=0, description="Cap of one HTTP backoff delay.")
 
 
-class DriftSpec(_Strict):
+class DriftSpec(Strict):
     auto_map_threshold: float = Field(
         default=0.85, ge=0, le=1, description="Apply a rename at or above this confidence."
     )
@@ -106,69 +102,17 @@ class DriftSpec(_Strict):
         return self
 
 
-class RateLimitSpec(_Strict):
+class RateLimitSpec(Strict):
     calls: int = Field(..., gt=0)
     period_seconds: float = Field(..., gt=0)
 
 
-class IncrementalSpec(_Strict):
+class IncrementalSpec(Strict):
     param: str = Field(..., description="Query parameter that receives the high-watermark.")
     field: str = Field(..., description="Record field whose maximum becomes the next high-watermark.")
 
 
-class PagePagination(_Strict):
-    type: Literal["page"]
-    page_param: str = "page"
-    size_param: str | None = "per_page"
-    size: int | None = Field(default=100, gt=0)
-    start: int = 1
-
-
-class OffsetPagination(_Strict):
-    type: Literal["offset"]
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    limit: int = Field(default=100, gt=0)
-
-
-class CursorPagination(_Strict):
-    type: Literal["cursor"]
-    cursor_param: str = "cursor"
-    cursor_path: str = Field(
-        ...,
-        description="Dot path to the next cursor in the body; `$last.<field>` reads it "
-        "from the last record (Stripe's starting_after).",
-    )
-    has_more_path: str | None = Field(
-        default=None, description="Dot path to a boolean that says another page exists."
-    )
-
-
-class LinkHeaderPagination(_Strict):
-    type: Literal["link_header"]
-
-
-class NextUrlPagination(_Strict):
-    type: Literal["next_url"]
-    next_path: str = "next"
-
-
-class NoPagination(_Strict):
-    type: Literal["none"]
-
-
-Pagination = Annotated[
-    PagePagination
-    | OffsetPagination
-    | CursorPagination
-    | LinkHeaderPagination
-    | NextUrlPagination
-    | NoPagination,
-    Field(discriminator="type"),
-]
-
-
-class _SourceBase(_Strict):
+class _SourceBase(Strict):
     name: str = Field(default="", description="The mapping key; also the asset key.")
     table: str | None = Field(default=None, description="Warehouse table; default: the source name.")
     description: str | None = None

@@ -4,21 +4,17 @@ of an untrusted server: the origin every URL must keep (origin.py), the bytes an
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 
 from . import faults
 from .config import RetrySpec
+from .deadline import Deadline, DeadlineAdapter, DeadlineExceeded, current
 from .errors import SourceError
 from .logs import event_fields
 from .origin import OriginPolicy
@@ -31,79 +27,6 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 CHUNK_BYTES = 64 << 10
-
-
-# --- time budget -------------------------------------------------------------------------------------------------
-
-
-class DeadlineExceeded(Exception):
-    """An attempt outlived `timeout_seconds` (raised outside urllib3's retry list: no attempt after it)."""
-
-
-class _Deadline:
-    """Each attempt (connect, headers, body) gets `seconds` in all: a timer shuts the socket when they are up,
-    which ends a read that a trickling server keeps alive byte by byte (the socket timeout is per read). A server
-    silent for `seconds` hits the socket timeout first (the grace), which urllib3 retries; an attempt that
-    outlived the whole budget while bytes trickled in is not tried again."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.expired = seconds + max(0.2, 0.1 * seconds), False
-        self._timer: threading.Timer | None = None
-
-    def arm(self, conn: HTTPConnection) -> None:
-        if self.expired:
-            raise DeadlineExceeded()
-        self.disarm()
-        self._timer = threading.Timer(self.seconds, self._fire, args=(conn,))
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self, conn: HTTPConnection) -> None:
-        self.expired = True
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:  # the plain socket's shutdown, under a TLS wrapper too: the blocked read returns at once
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
-_current = threading.local()  # the deadline of the request this thread is making
-
-
-class _Watched:
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.arm(self)
-        return super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _HTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 # --- retries -----------------------------------------------------------------------------------------------------
@@ -141,7 +64,7 @@ class _LoggingRetry(Retry):
         return new
 
     def sleep(self, response=None) -> None:
-        deadline = getattr(_current, "deadline", None)
+        deadline = getattr(current, "deadline", None)
         if deadline is not None:
             deadline.disarm()  # the attempt (its body drained) is over; the backoff is not the next one's budget
         super().sleep(response)
@@ -173,7 +96,7 @@ def make_session(retry: RetrySpec) -> requests.Session:
         raise_on_status=False,  # the last response is returned and reported with its status
     )
     session = _NoRedirectSession()
-    adapter = _Adapter(max_retries=policy)
+    adapter = DeadlineAdapter(max_retries=policy)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "etl-assets/0.1"
@@ -308,7 +231,7 @@ class SourceHttp:
         limiter = self.limiter
         slot = limiter.acquire() if limiter is not None else None
         started = time.monotonic()
-        _current.deadline = deadline = _Deadline(self.timeout)
+        current.deadline = deadline = Deadline(self.timeout)
         try:
             resp = self.session.get(
                 url,
@@ -323,7 +246,7 @@ class SourceHttp:
             full = requests.Request("GET", url, params=params).prepare().url or url
             raise self._failure(full, exc, deadline.expired) from None
         finally:
-            _current.deadline = None
+            current.deadline = None
             self.seconds += time.monotonic() - started
             if limiter is not None and slot is not None:
                 limiter.release(slot)
@@ -335,7 +258,7 @@ class SourceHttp:
     def _read_body(self, resp: requests.Response) -> None:
         """Read the body within max_response_bytes (counted after decompression, so a gzip bomb stops early)
         and within the attempt's time; the response then holds it as `content`."""
-        deadline: _Deadline = resp._etl_deadline  # type: ignore[attr-defined]
+        deadline: Deadline = resp._etl_deadline  # type: ignore[attr-defined]
         place = f"GET {resp.url}"
         started = time.monotonic()
         try:

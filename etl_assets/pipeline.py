@@ -5,11 +5,9 @@ extractor.batches(checkpoint) -> schema (declared, pinned or inferred) -> coerce
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from . import faults
+from .batch_rows import quarantine_rows, rejected_rows, row_ids
 from .column_names import refuse_clashes, refuse_reserved, safe_names
 from .concurrency import read_ahead, write_behind
 from .config import CsvSource, SourceSpec
@@ -27,82 +26,21 @@ from .extract import Batch, ExtractorStats, make_extractor
 from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
+from .run_stats import IngestStats
 from .schema import coerce
 from .source_lock import SourceLock
-from .warehouse import LINEAGE, ROW_ID, DriftEvent, QuarantinedRow, SchemaState, Warehouse, file_row_prefix
+from .warehouse import (
+    LINEAGE,
+    ROW_ID,
+    DriftEvent,
+    QuarantinedRow,
+    SchemaState,
+    Warehouse,
+    database_error,
+    file_row_prefix,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class IngestStats:
-    source: str
-    source_type: str
-    table: str
-    location: str
-    run_id: str
-    processed: int = 0
-    inserted: int = 0
-    updated: int = 0
-    failed: int = 0
-    batches: int = 0
-    duration_seconds: float = 0.0
-    checkpoint: Mapping[str, Any] | None = None  # as read at the start, then each landed batch's position
-    schema: dict[str, str] = field(default_factory=dict)
-    drift: list[DriftReport] = field(default_factory=list)  # one report per distinct header seen this run
-    drift_events: int = 0
-    duplicate_keys: int = 0  # rows whose key repeated within a batch (the last one wins)
-    http_requests: int = 0  # attempts, retries included
-    http_retries: int = 0
-    http_statuses: dict[str, int] = field(default_factory=dict)  # final status per request ("error": none)
-    http_seconds: float = 0.0
-    rate_limit_waits: int = 0
-    rate_limit_wait_seconds: float = 0.0
-
-    @property
-    def unchanged(self) -> int:
-        return self.processed - self.failed - self.inserted - self.updated
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "drift"}
-        return {**out, "unchanged": self.unchanged}
-
-
-def _row_ids(batch: Batch) -> list[str]:
-    """Identity without a primary key (README "Row identity"), never the batching: a record's content hash (APIs,
-    feeds: the extractor's `row_ids`), else the file's path, its content version and the row number."""
-    if batch.row_ids is not None:
-        return batch.row_ids
-    prefix = file_row_prefix(batch.location, batch.version or "")
-    return [f"{prefix}{i}" for i in batch.frame.index]
-
-
-def _quarantine_rows(batch: Batch, bad: pd.DataFrame) -> list[QuarantinedRow]:
-    return [
-        {
-            "location": batch.location,
-            "row_number": int(i),
-            "reason": reason,
-            "raw": json.dumps(
-                {k: (None if pd.isna(v) else v) for k, v in row.items()}, default=str, ensure_ascii=False
-            ),
-        }
-        for i, reason, row in zip(
-            bad.index, bad["_reason"], bad.drop(columns="_reason").to_dict("records"), strict=True
-        )
-    ]
-
-
-def _rejected_rows(batch: Batch) -> list[QuarantinedRow]:
-    return [
-        {
-            "location": batch.location,
-            "row_number": line,
-            "reason": f"line {line}: {reason}",
-            "raw": raw or None,
-        }
-        for line, raw, reason in batch.rejected
-    ]
 
 
 @dataclass
@@ -316,13 +254,13 @@ class Ingest:
                 spec.table_name, schema, self.key, source=spec.name, location_index=self.by_file
             )
             if self.key == [ROW_ID]:
-                frame = frame.assign(**{ROW_ID: _row_ids(batch)})
+                frame = frame.assign(**{ROW_ID: row_ids(batch)})
                 schema = {ROW_ID: "string", **schema}
             if fit.blocked:  # drift.on_missing_required: quarantine - the whole batch, with the reason
-                out.quarantined = _quarantine_rows(batch, frame.assign(_reason=fit.blocked))
+                out.quarantined = quarantine_rows(batch, frame.assign(_reason=fit.blocked))
             else:
                 coerced = coerce(frame, schema, self.key, self.dates)
-                out.rows, out.quarantined = coerced.good, _quarantine_rows(batch, coerced.bad)
+                out.rows, out.quarantined = coerced.good, quarantine_rows(batch, coerced.bad)
                 out.duplicate_keys = int(out.rows.duplicated(subset=self.key).sum())
         elif (
             batch.replaces and self.by_file and rec.schema
@@ -330,7 +268,7 @@ class Ingest:
             out.table = self.wh.ensure_table(
                 spec.table_name, dict(rec.schema), self.key, source=spec.name, location_index=True
             )
-        out.quarantined += _rejected_rows(batch)
+        out.quarantined += rejected_rows(batch)
         out.schema = dict(rec.schema or {})
         out.drift = [r for _, r in rec.reports.values()]
         return out
@@ -453,23 +391,6 @@ class Ingest:
             ),
         )
         faults.hit("after_commit")
-
-
-def database_error(source: str, where: str, exc: sa.exc.SQLAlchemyError) -> SourceError:
-    """A warehouse failure as one line: the driver's first line only (SQLAlchemy's text carries the statement and
-    its parameters, row values among them)."""
-    orig = getattr(exc, "orig", None) or exc
-    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
-    gone = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or "does not exist" in first
-    return SourceError(
-        source,
-        f"warehouse {where}",
-        f"{type(orig).__name__}: {first}",
-        "check ETL_WAREHOUSE_URL and that the database is up; a rerun resumes at the checkpoint"
-        if gone
-        else "a rerun resumes at the checkpoint; if it repeats, report it with this line",
-        retryable=True,
-    )
 
 
 def ingest(spec: SourceSpec, warehouse: Warehouse, run_id: str) -> IngestStats:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, shown
 from .errors import SourceError
-from .schema import infer_schema
+from .inference import infer_schema
 from .warehouse import DriftEvent, SchemaState
 
 if TYPE_CHECKING:

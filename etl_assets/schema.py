@@ -18,10 +18,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dates import DateRules, day_month, day_month_parts, timestamps
+from .dates import DateRules, timestamps
 from .integers import int_values
 from .problems import Problems, no_problems, or_none, problems_where
-from .types import COLUMN_TYPES, NULL_STRINGS, infer_type
+from .types import COLUMN_TYPES, NULL_STRINGS
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +85,7 @@ def _int_text(col: pd.Series, null: pd.Series) -> tuple[pd.Series, Problems]:
     return out, problems
 
 
-def infer_schema(frame: pd.DataFrame, sample_rows: int = 1000) -> dict[str, str]:
-    """The schema a first load pins: for each column the narrowest type every sampled value fits."""
-    head = frame.head(sample_rows)
-    return {str(c): _infer_column(head[c]) for c in frame.columns}
-
-
-def _infer_column(col: pd.Series) -> str:
-    if _whole_floats_with_gaps(col):
-        return "integer"
-    kind = infer_type(col.tolist(), share=1.0)
-    return (_day_month_kind(col) or kind) if kind == "string" else kind
-
-
-def _whole_floats_with_gaps(col: pd.Series) -> bool:
+def whole_floats_with_gaps(col: pd.Series) -> bool:
     """A float64 column with gaps whose values are all whole: integers that pandas widened to float64 to hold
     NaN (pd.json_normalize of `{"id": 1}, {"id": null}`); whole numbers without gaps would have stayed int64."""
     if col.dtype.kind != "f" or not col.isna().any():
@@ -107,22 +94,6 @@ def _whole_floats_with_gaps(col: pd.Series) -> bool:
     return bool(len(present)) and bool(
         (np.isfinite(present) & (present == np.floor(present)) & (np.abs(present) < 2.0**63)).all()
     )
-
-
-def _day_month_kind(col: pd.Series) -> str | None:
-    """`date` or `timestamp` when every present value is a numeric day/month date (13/02/2026, 1.2.2026) and one
-    order reads them all; None otherwise (a column whose values contradict each other stays `string`)."""
-    if not _is_text_column(col):
-        return None
-    text = col[~_text_null(col)].astype(object).str.strip()
-    text = text[~text.str.casefold().isin(NULL_STRINGS)]
-    parts = day_month_parts(text) if len(text) else None
-    if parts is None or len(parts) < len(text):
-        return None
-    _, problems = day_month(parts, "timestamp", "", DateRules(quiet=True))
-    if problems.notna().any():
-        return None
-    return "timestamp" if (parts["time"] != "").any() else "date"
 
 
 @dataclass
@@ -152,7 +123,7 @@ def coerce_column(  # noqa: C901 - one branch per column type, each short; a tab
     null = obj.map(_is_null).astype(bool)
     if kind not in ("string", "json"):  # "NA", "null", "n/a" in a typed column mean no value
         null |= obj.map(_is_null_word).astype(bool)
-    if kind == "string" and _whole_floats_with_gaps(
+    if kind == "string" and whole_floats_with_gaps(
         col
     ):  # widened integers: "7", not "7.0"; no rounded digits
         ints, problems = int_values(obj, null)
@@ -216,14 +187,14 @@ def coerce_column(  # noqa: C901 - one branch per column type, each short; a tab
     raise ValueError(f"unknown column type {kind!r}")
 
 
-def _is_text_column(col: pd.Series) -> bool:
+def is_text_column(col: pd.Series) -> bool:
     """Only strings and missing values (a CSV chunk read with dtype=str): the vectorised path applies."""
     if isinstance(col.dtype, pd.StringDtype):
         return True
     return col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
 
 
-def _text_null(col: pd.Series) -> pd.Series:
+def text_null(col: pd.Series) -> pd.Series:
     return (col.isna() | (col == "")).astype(bool)
 
 
@@ -303,7 +274,7 @@ def coerce_text_column(
         return pd.Series(values, index=col.index, dtype=object), problems_where(
             pd.Series(nul, index=col.index), NUL_BYTE
         )
-    null = _text_null(col)
+    null = text_null(col)
     if kind in ("string", "json"):
         obj = col.astype(object).where(~null, None)
         if kind == "string":
@@ -348,7 +319,7 @@ def _coerce_any(col: pd.Series, kind: str, name: str, rules: DateRules) -> tuple
     if kind not in COLUMN_TYPES:
         raise ValueError(f"unknown column type {kind!r}")
     try:
-        if _is_text_column(col):
+        if is_text_column(col):
             return coerce_text_column(col, kind, name=name, rules=rules)
         return coerce_column(col, kind, name, rules)
     except _UNFORESEEN as exc:  # a value the vectorised paths did not foresee must not fail the whole batch

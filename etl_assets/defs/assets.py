@@ -21,10 +21,11 @@ from dagster import (
 
 from ..config import SourceSpec
 from ..errors import SourceError
-from ..pipeline import IngestStats, database_error, ingest
+from ..pipeline import ingest
 from ..reconcile import DriftBlocked, required_columns
 from ..redaction import redact, redact_obj
-from ..warehouse import Warehouse
+from ..run_stats import IngestStats
+from ..warehouse import Warehouse, database_error
 from . import metadata_keys as k
 from .checks import check_specs, drift_check, table_checks
 from .resources import WarehouseResource

@@ -7,7 +7,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Metada
 
 from ..config import SourceSpec
 from ..drift import DriftReport
-from ..pipeline import IngestStats
+from ..run_stats import IngestStats
 from ..warehouse import ROW_ID, Warehouse
 
 

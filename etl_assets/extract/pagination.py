@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
-from ..config import (
+from ..config_pagination import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import statement_error
+from .errors import database_error, statement_error
 from .records import DriftEvent, QuarantinedRow
 from .schema_state import SchemaState
 from .sqltypes import kind_of, sql_type
@@ -44,5 +44,6 @@ __all__ = [
     "schema_drift",
     "schemas",
     "sql_type",
+    "database_error",
     "statement_error",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import sqlalchemy as sa
+
 from ..errors import SourceError
 
 _RETRYABLE = {
@@ -48,4 +50,21 @@ def statement_error(source: str, table: str, step: str, exc: BaseException) -> S
         )
     return SourceError(
         source, f"table {table}", f"{step} failed: {type(orig).__name__}: {line[:200]}", fix, retryable=retry
+    )
+
+
+def database_error(source: str, where: str, exc: sa.exc.SQLAlchemyError) -> SourceError:
+    """A warehouse failure as one line: the driver's first line only (SQLAlchemy's text carries the statement and
+    its parameters, row values among them)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    gone = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or "does not exist" in first
+    return SourceError(
+        source,
+        f"warehouse {where}",
+        f"{type(orig).__name__}: {first}",
+        "check ETL_WAREHOUSE_URL and that the database is up; a rerun resumes at the checkpoint"
+        if gone
+        else "a rerun resumes at the checkpoint; if it repeats, report it with this line",
+        retryable=True,
     )

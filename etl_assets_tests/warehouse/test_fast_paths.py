@@ -12,9 +12,10 @@ from etl_assets import dates as dates_mod
 from etl_assets import schema as schema_mod
 from etl_assets.config import CsvSource
 from etl_assets.dates import DateRules
+from etl_assets.inference import infer_schema
 from etl_assets.integers import BEYOND_INT64, INEXACT_FLOAT, NOT_INTEGER
 from etl_assets.pipeline import ingest
-from etl_assets.schema import arrow_fast, coerce, coerce_column, coerce_text_column, infer_schema
+from etl_assets.schema import arrow_fast, coerce, coerce_column, coerce_text_column
 from etl_assets.warehouse.dialects import pg_copy as copy_binary
 from etl_assets.warehouse.dialects.pg_copy import encode_text
 
