@@ -4,7 +4,6 @@
 - catalogue.py     every metric: name, kind, help, labels, origin
 - facts.py         warehouse facts: the SQL over the system tables, through a `Warehouse`
 - event_totals.py  `EventTotals`, the JSON-serializable totals the Dagster event-log fold (defs/event_fold.py) fills
-- schedule.py      cron arithmetic for the schedule-interval gauge
 - exposition.py    the Prometheus registry and text; json_view.py the JSON view
 
 None of them imports dagster or anything above the core; the `etl-assets serve` app (etl_assets/serve.py, an

@@ -19,10 +19,10 @@ from prometheus_client.core import (
 )
 
 from ..config import SourceSpec
+from ..cron import schedule_interval
 from .catalogue import DURATION_BUCKETS, METRICS, MetricDef
 from .event_totals import EventTotals
 from .facts import WarehouseFacts
-from .schedule import schedule_interval
 
 
 def _family(d: MetricDef) -> Metric:

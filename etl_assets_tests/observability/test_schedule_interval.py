@@ -1,4 +1,4 @@
-"""The core's cron arithmetic (observability/schedule.py) against Dagster's own iterator, which it replaces."""
+"""The core's cron arithmetic (etl_assets/cron.py) against Dagster's own iterator, which it replaces."""
 
 import json
 from datetime import UTC, datetime
@@ -7,8 +7,7 @@ from itertools import islice
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from etl_assets.cron import cron_problem
-from etl_assets.observability.schedule import schedule_interval, ticks
+from etl_assets.cron import cron_problem, schedule_interval, ticks
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 CRONS = [
