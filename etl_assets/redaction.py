@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
@@ -111,15 +112,20 @@ def redact(text: str) -> str:
     return text
 
 
+def _walk(obj: Any, text: Callable[[str], str], keys: bool = False) -> Any:
+    """`text` applied to every string of a JSON-like value (to its mapping keys too with `keys`)."""
+    if isinstance(obj, str):
+        return text(obj)
+    if isinstance(obj, dict):
+        return {(text(k) if keys and isinstance(k, str) else k): _walk(v, text, keys) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_walk(v, text, keys) for v in obj]
+    return obj
+
+
 def redact_obj(obj: Any) -> Any:
     """`redact` through the strings of a JSON-like value (metadata, checkpoints shown to people)."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {redact(str(k)) if isinstance(k, str) else k: redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [redact_obj(v) for v in obj]
-    return obj
+    return _walk(obj, redact, keys=True)
 
 
 def holds_secret(content: bytes) -> bool:
@@ -128,13 +134,7 @@ def holds_secret(content: bytes) -> bool:
 
 def mask_obj(obj: Any) -> Any:
     """Registered secrets replaced by *** through the strings of parsed JSON (records that echo a token)."""
-    if isinstance(obj, str):
-        return _mask_registered(obj)
-    if isinstance(obj, dict):
-        return {mask_obj(k): mask_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [mask_obj(v) for v in obj]
-    return obj
+    return _walk(obj, _mask_registered, keys=True)
 
 
 def scrub_bytes(content: bytes) -> tuple[bytes, bool]:
@@ -160,29 +160,26 @@ def quote_body(content: bytes | str, limit: int = BODY_QUOTE_CHARS) -> str:
 def conceal(obj: Any) -> Any:
     """A JSON-like value to store (checkpoints): expanded variables written back as ${VAR}, other registered
     secrets ***. What people see of it still goes through `redact`."""
-    if isinstance(obj, str):
-        for var, value in sorted(_by_var.items(), key=lambda kv: len(kv[1]), reverse=True):
-            for form in _forms(value):
-                if len(form) >= MIN_SECRET_CHARS and form in obj:
-                    obj = obj.replace(form, "${" + var + "}")
-        return _mask_registered(obj)  # not `redact`: its masking of `api_key=...` would turn ${VAR} into ***
-    if isinstance(obj, dict):
-        return {k: conceal(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [conceal(v) for v in obj]
-    return obj
+
+    def text(value: str) -> str:
+        for var, secret in sorted(_by_var.items(), key=lambda kv: len(kv[1]), reverse=True):
+            for form in _forms(secret):
+                if len(form) >= MIN_SECRET_CHARS and form in value:
+                    value = value.replace(form, "${" + var + "}")
+        return _mask_registered(
+            value
+        )  # not `redact`: its masking of `api_key=...` would turn ${VAR} into ***
+
+    return _walk(obj, text)
 
 
 def reveal(obj: Any) -> Any:
     """The inverse of `conceal` for the variables this process expanded itself; any other `${...}` (a server may
     write one into its next-page URL) stays literal text."""
-    if isinstance(obj, str):
-        if "${" in obj:
-            for var, value in _by_var.items():
-                obj = obj.replace("${" + var + "}", value)
-        return obj
-    if isinstance(obj, dict):
-        return {k: reveal(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [reveal(v) for v in obj]
-    return obj
+
+    def text(value: str) -> str:
+        for var, secret in _by_var.items() if "${" in value else ():
+            value = value.replace("${" + var + "}", secret)
+        return value
+
+    return _walk(obj, text)
