@@ -15,6 +15,17 @@ from rapidfuzz import fuzz
 
 from .vocabulary import ABBREVIATIONS, COMMON_WORDS, DROPPABLE, RELATED_WORDS, SHORT_PIECES
 
+# Name-evidence levels of the weaker kinds of match (the word-for-word levels are in NameScorer.similarity).
+NUMBER_ONLY = 0.82  # "trips" / "trip": below auto_map_threshold on its own
+CONTAINMENT_BASE, CONTAINMENT_SPAN = (
+    0.7,
+    0.22,
+)  # "Region" / "Region or territory": 0.7 .. 0.92 by weight carried
+CODE_STRONG, CODE_WEAK = (
+    0.78,
+    0.7,
+)  # "wspd" / "wind_speed" (initials, opening consonants) vs any fitting letters
+
 _ACRONYM_BOUNDARY = re.compile(r"(?<=[A-Z])(?=[A-Z][a-z])")  # "PULocation" -> "PU_Location"
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # "RateCode" -> "Rate_Code"
 _WORD = re.compile(r"[^\W_]+")  # runs of unicode letters/digits; everything else separates
@@ -147,7 +158,8 @@ class NameScorer:
         cached = self._tokens.get(norm)
         if cached is not None:
             return cached
-        raw = [t for t in norm.split("_") if t]
+        # a possessive's "s" ("Customer's Phone") is not a word of its own
+        raw = [t for i, t in enumerate(norm.split("_")) if t and not (i and t == "s")]
         if len(raw) > 1 and raw[0].isdigit():
             raw[0] = "#" + raw[0]
         pieces: list[str] = []
@@ -177,7 +189,9 @@ class NameScorer:
         if not ta or not tb:
             return 0.0
         if ta == tb:
-            return 0.95  # same words after abbreviations: "Fare_Amt" / "fare_amount"
+            # same words after abbreviations ("Fare_Amt" / "fare_amount"); a difference in grammatical number
+            # alone ("trips" / "trip") is as often a count beside an identifier: it needs other evidence
+            return NUMBER_ONLY if _number_only(na, nb) else 0.95
         if sorted(ta) == sorted(tb):
             return 0.92  # same words, other order
         core_a = [t for t in ta if not _is_droppable(t)]
@@ -189,7 +203,34 @@ class NameScorer:
         char = fuzz.ratio("".join(ta), "".join(tb)) / 100.0
         # char-level similarity only rescues near-identical spellings (typos); cap below the
         # canonical-equality levels so that fuzzy evidence alone never outranks exact words
-        return min(0.94, max(dice, 0.85 * char if char >= 0.9 else 0.0))
+        fuzzy = max(dice, 0.85 * char if char >= 0.9 else 0.0)
+        return min(0.94, max(fuzzy, self.containment(core_a, core_b), self.code(na, nb)))
+
+    def number_only(self, a: str, b: str) -> bool:
+        """The names differ only in a word's grammatical number ("trips" / "trip")."""
+        na, nb = normalize_name(a), normalize_name(b)
+        return na != nb and _number_only(na, nb)
+
+    def containment(self, ta: list[str], tb: list[str]) -> float:
+        """One name's words all inside the other's, in order, plus qualifiers ("Region" / "Region or
+        territory", "Phone" / "Customer's Phone"): the higher, the more of the longer name they carry."""
+        short, long_ = sorted((ta, tb), key=len)
+        if len(short) == len(long_) == 1:
+            return _letters_inside(short[0], long_[0])
+        if not short or not 0 < len(long_) - len(short) <= 2 or not _in_order(short, long_):
+            return 0.0
+        carried = sum(self.weight(t) for t in short) / max(sum(self.weight(t) for t in long_), 1e-9)
+        extra = max(0, len(long_) - len(short) - 2)  # a qualifier or two, not a sentence around the name
+        return round(CONTAINMENT_BASE + CONTAINMENT_SPAN * carried - 0.05 * extra, 3)
+
+    def code(self, na: str, nb: str) -> float:
+        """A short code of one name spelled out by the other ("tmp" / "temperature", "wspd" / "wind_speed"),
+        read off the letters alone: never more than a suggestion's worth without other evidence."""
+        short, long_ = sorted((na, nb), key=len)
+        if "_" in short or not short.isalpha() or not 2 <= len(short) <= 5:
+            return 0.0
+        words = [w for w in long_.split("_") if w]
+        return abbreviation_score(short, words)
 
     def _soft_dice(self, ta: list[str], tb: list[str]) -> float:
         wa = [self.weight(t) for t in ta]
@@ -209,6 +250,61 @@ class NameScorer:
             matched += s * (wa[i] + wb[j])
         total = sum(wa) + sum(wb)
         return matched / total if total else 0.0
+
+
+def _number_only(na: str, nb: str) -> bool:
+    """Two names that differ only in a word's grammatical number ("trips" / "trip", "Cases" / "case")."""
+    a, b = na.split("_"), nb.split("_")
+    return len(a) == len(b) and all(x == y or _stem(x) == _stem(y) for x, y in zip(a, b, strict=True))
+
+
+def _letters_inside(a: str, b: str) -> float:
+    """One run-together word inside the other ("price" in "libprice", "size" in "psize"): a qualifier glued
+    on. Four letters at least, and at least half the longer word."""
+    short, long_ = sorted((a, b), key=len)
+    if len(short) < 4 or not short.isalpha() or short not in long_ or len(short) * 2 < len(long_):
+        return 0.0
+    return CONTAINMENT_BASE
+
+
+def _in_order(short: list[str], long_: list[str]) -> bool:
+    """Every word of `short` matches a word of `long_` (as the same canonical word), in the same order."""
+    it = iter(long_)
+    return all(any(_tok_sim(t, u) >= 0.95 for u in it) for t in short)
+
+
+_VOWELS = set("aeiou")
+
+
+def abbreviation_score(code: str, words: list[str]) -> float:
+    """How well `code` abbreviates the words: its letters in order, starting at the first word's first letter,
+    touching every word. Best when each word gives a run of its opening letters or consonants ("ws" / wind
+    speed, "wspd" / wind speed, "tmp" / temperature, "prcp" / precipitation); 0 when the letters do not fit."""
+    text = "".join(words)
+    if len(text) < len(code) + 2 or code[0] != text[0] or (len(code) < 3 and len(words) < 2):
+        return 0.0  # two letters for one word ("id" / "identity") say too little
+    if _pieces_fit(code, words):
+        return CODE_STRONG
+    at = -1
+    for ch in code:  # any fitting letters, in order
+        at = text.find(ch, at + 1)
+        if at < 0:
+            return 0.0
+    return CODE_WEAK if len(code) >= 3 else 0.0
+
+
+def _pieces_fit(code: str, words: list[str]) -> bool:
+    """`code` cut into one non-empty piece per word, each piece the opening of the word or of its consonant
+    skeleton (first letter, then its consonants)."""
+    if not words:
+        return not code
+    w, rest = words[0], words[1:]
+    skeleton = w[0] + "".join(ch for ch in w[1:] if ch not in _VOWELS)
+    for k in range(1, len(code) - len(rest) + 1):
+        piece = code[:k]
+        if (w.startswith(piece) or skeleton.startswith(piece)) and _pieces_fit(code[k:], rest):
+            return True
+    return False
 
 
 def _merge_align(ta: list[str], tb: list[str]) -> tuple[list[str], list[str]]:

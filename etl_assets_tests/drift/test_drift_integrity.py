@@ -27,6 +27,9 @@ COLUMNS = {
     "status": "string",
 }
 HEADER = ["order_id", "customer_id", "quantity", "unit_price", "status"]
+# "unit_price" as "price_eur", moved to the end: one shared word and no position to back it, so a suggestion
+PRICE_LAST = ["order_id", "customer_id", "quantity", "status", "price_eur"]
+PRICE_LAST_KEYS = ["order_id", "customer_id", "quantity", "status", "unit_price"]
 
 
 def rows(first: int, n: int = 40) -> list[dict[str, str]]:
@@ -205,32 +208,32 @@ def test_inferred_schema_suggestion_is_not_added_and_never_loads_nulls_silently(
     _, spec = src()  # no `columns`: the first load pins the inferred schema
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")
-    renamed = ["order_id", "customer_id", "quantity", "price", "status"]
-    write(tmp_path / "drop/b.csv", renamed, rows(41), keys=HEADER)
+    renamed = PRICE_LAST
+    write(tmp_path / "drop/b.csv", renamed, rows(41), keys=PRICE_LAST_KEYS)
     with pytest.raises(DriftBlocked) as err:
         ingest(spec, warehouse, "r2")
-    assert "column 'unit_price' may be 'price'" in str(err.value)
-    assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)] == [("unit_price", "price", "suggested")]
+    assert "column 'unit_price' may be 'price_eur'" in str(err.value)
+    assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)] == [("unit_price", "price_eur", "suggested")]
     report = err.value.report
     assert report.added == [] and report.removed == ["unit_price"]
-    assert "price" not in {c["name"] for c in sa.inspect(warehouse.engine).get_columns("orders")}
+    assert "price_eur" not in {c["name"] for c in sa.inspect(warehouse.engine).get_columns("orders")}
     assert warehouse.row_count("orders") == 40
 
     # accepted: the prices land in unit_price
-    _, accepted = src(column_map={"price": "unit_price"})
+    _, accepted = src(column_map={"price_eur": "unit_price"})
     assert ingest(accepted, warehouse, "r3").inserted == 40
     assert table(warehouse, "unit_price", "WHERE order_id = 41") == [(41 * 7 % 20 + 0.5,)]
 
     # refused ("price is a column of its own"): added, and unit_price reported removed, never both suggested
-    write(tmp_path / "drop/c.csv", renamed, rows(81), keys=HEADER)
-    _, own = src(column_map={"price": "price"})
+    write(tmp_path / "drop/c.csv", renamed, rows(81), keys=PRICE_LAST_KEYS)
+    _, own = src(column_map={"price_eur": "price_eur"})
     stats = ingest(own, warehouse, "r4")
     assert stats.inserted == 40
     assert [(e, o, d) for e, o, _, d in drift_rows(warehouse)][1:] == [
         ("unit_price", None, "removed"),
-        (None, "price", "added"),
+        (None, "price_eur", "added"),
     ]
-    assert table(warehouse, "unit_price, price", "WHERE order_id = 81") == [(None, 81 * 7 % 20 + 0.5)]
+    assert table(warehouse, "unit_price, price_eur", "WHERE order_id = 81") == [(None, 81 * 7 % 20 + 0.5)]
 
 
 def test_suggestion_under_quarantine_policy_quarantines_the_batch_with_the_reason(tmp_path, src, warehouse):
@@ -239,15 +242,17 @@ def test_suggestion_under_quarantine_policy_quarantines_the_batch_with_the_reaso
     ingest(spec, warehouse, "r1")
     write(
         tmp_path / "drop/b.csv",
-        ["order_id", "customer_id", "quantity", "price", "status"],
+        PRICE_LAST,
         rows(41),
-        keys=HEADER,
+        keys=PRICE_LAST_KEYS,
     )
     stats = ingest(spec, warehouse, "r2")
     assert (stats.inserted, stats.failed) == (0, 40)
     with warehouse.engine.connect() as c:
         reasons = {r for (r,) in c.exec_driver_sql("SELECT reason FROM etl_quarantine")}
-    assert len(reasons) == 1 and reasons.pop().startswith("column 'unit_price' may be 'price' (confidence 0.")
+    assert len(reasons) == 1 and reasons.pop().startswith(
+        "column 'unit_price' may be 'price_eur' (confidence 0."
+    )
     assert warehouse.row_count("orders") == 40
 
 
@@ -259,18 +264,18 @@ def test_one_confidence_per_pair_in_error_table_check_and_drift_check(tmp_path, 
     write(tmp_path / "drop/a.csv", HEADER, rows(1))
     ingest(spec, warehouse, "r1")  # pins value profiles: evidence the drift-check must use too
     new = tmp_path / "drop/b.csv"
-    write(new, ["order_id", "customer_id", "quantity", "price", "status"], rows(41), keys=HEADER)
+    write(new, PRICE_LAST, rows(41), keys=PRICE_LAST_KEYS)
     with pytest.raises(DriftBlocked) as err:
         ingest(spec, warehouse, "r2")
-    in_error = float(re.search(r"may be 'price' \(confidence (\d\.\d+)", str(err.value)).group(1))
-    [(_, _, in_table, _)] = [r for r in drift_rows(warehouse) if r[:2] == ("unit_price", "price")]
+    in_error = float(re.search(r"may be 'price_eur' \(confidence (\d\.\d+)", str(err.value)).group(1))
+    [(_, _, in_table, _)] = [r for r in drift_rows(warehouse) if r[:2] == ("unit_price", "price_eur")]
     check = drift_check([err.value.report], blocked=err.value.problem)
-    assert f"| unit_price | price | {shown(in_table)} | suggested |" in check.metadata["mappings"].value
+    assert f"| unit_price | price_eur | {shown(in_table)} | suggested |" in check.metadata["mappings"].value
 
     res = drift_check_cli(sources, new, warehouse, "--json")
     assert res.returncode == 1, res.stderr
     [m] = [m for m in json.loads(res.stdout)["mappings"] if m["expected"] == "unit_price"]
-    assert (m["observed"], m["decision"]) == ("price", "suggested")
+    assert (m["observed"], m["decision"]) == ("price_eur", "suggested")
     assert in_error == in_table == m["confidence"]
     assert "a run would stop: " + str(err.value) in res.stderr  # the same line as the run's
 

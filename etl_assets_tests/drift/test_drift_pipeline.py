@@ -87,7 +87,8 @@ def test_each_classification_recorded_and_rename_lands_in_the_right_column(drop,
 def test_missing_required_column_stops_the_load_with_nothing_committed(drop, pg_warehouse):
     ingest(orders(drop), pg_warehouse, "r1")
     before = pg_warehouse.checkpoint("orders")
-    (drop / "b.csv").write_text("order_id,customer_id,pieces,unit_price,status\n3,9,5,1.0,new\n")
+    # "pieces" added at the end, not in quantity's place: nothing backs it as a rename
+    (drop / "b.csv").write_text("order_id,customer_id,unit_price,status,pieces\n3,9,1.0,new,5\n")
     with pytest.raises(DriftBlocked) as err:
         ingest(orders(drop), pg_warehouse, "r2")
     msg = str(err.value)
@@ -187,7 +188,7 @@ def test_checks_in_materialize_results(tmp_path, make_sources, pg_url):
     assert not checks["primary_key_unique"].passed  # key 3 twice in the file
     assert checks["primary_key_unique"].metadata["repeated_keys_in_source"].value == 1
 
-    (drop / "c.csv").write_text("order_id,customer_id,pieces,unit_price,status\n9,9,5,1.0,new\n")
+    (drop / "c.csv").write_text("order_id,customer_id,unit_price,status,pieces\n9,9,1.0,new,5\n")
     third = materialize(list(build_definitions(str(path)).assets), resources=res, raise_on_error=False)
     assert not third.success
     drift = next(c for c in third.get_asset_check_evaluations() if c.check_name == "schema_drift")
