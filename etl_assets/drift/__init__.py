@@ -2,8 +2,9 @@
 
 Pure Python (no Dagster): the ingest loop, the asset checks and the ``drift-check`` CLI all call
 :func:`detect_drift` and act on the :class:`DriftReport` it returns. Modules: ``names`` (name similarity;
-its word lists in ``vocabulary``), ``profiles`` (value profiles), ``assignment`` (the global matching),
-``report`` (the report, its Markdown and JSON), ``detect`` (the steps below).
+its word lists in ``vocabulary``), ``structure`` (position and sibling evidence), ``profiles`` (value
+profiles), ``assignment`` (the global matching), ``report`` (the report, its Markdown and JSON), ``detect``
+(the steps below).
 
 How a rename is recognised
 --------------------------
@@ -18,16 +19,22 @@ How a rename is recognised
 3. Every remaining (expected, observed) pair gets a confidence in [0, 1] that combines
    - name similarity: rapidfuzz over normalised, abbreviation-expanded, lightly stemmed tokens,
      weighted by how rare each token is in this header (a token shared by many columns, like
-     ``station`` or ``rental``, says little about which column is which);
+     ``station`` or ``rental``, says little about which column is which); one name inside the other
+     (``Region`` / ``Region or territory``); a short code spelled out (``wspd`` / ``wind_speed``); a change
+     that sibling pairs share (``...DesireNextYear`` -> ``...WantToWorkWith`` on several columns);
+   - position: alone in the same gap between paired neighbours (a reorder is never a rename);
    - type compatibility of the sampled values with the expected type (when a sample is given);
-   - value-profile similarity with the previous load (when ``previous_profiles`` is given).
-   Evidence is combined in log-odds space, so each piece can push the score up or down.
+   - value evidence against the previous load (when ``previous_profiles`` is given): profile
+     similarity, the distribution or frequent values, and incompatibility (a small count vs an identifier).
+   Evidence is combined in log-odds space, so each piece can push the score up or down. Position or
+   values alone make a suggestion at most.
 4. The assignment is solved globally (Hungarian algorithm over log-odds weights), so one observed
    column maps to at most one expected column and a greedy first pick cannot starve a better pair.
 5. Safety: a pair is only auto-applied when its confidence clears ``auto_map_threshold``, its name
-   evidence is solid on its own, and the optimal assignment is clearly better than the best one that
-   avoids the pair (the "regret" margin). A near-tie is capped below the auto threshold, i.e. it is
-   at most a suggestion. A wrong silent rename is worse than a stopped load.
+   evidence is solid on its own, the values (when compared) do not contradict it, a name differing only
+   in grammatical number is confirmed by values, and the optimal assignment is clearly better than the
+   best one that avoids the pair (the "regret" margin). Anything short of that is capped below the auto
+   threshold, i.e. it is at most a suggestion. A wrong silent rename is worse than a stopped load.
 6. One confidence per pair: each pair's number is decided here, rounded once, and shown as is by the
    run's error, ``etl_schema_drift``, the asset check and ``drift-check``. A suggestion's observed column
    is not also "added"; observed columns that would land in one column are ``conflicts``.

@@ -183,7 +183,8 @@ class NameScorer:
         na, nb = normalize_name(a), normalize_name(b)
         if na == nb:
             return 1.0
-        if na.replace("_", "") == nb.replace("_", ""):
+        joined_a, joined_b = na.replace("_", ""), nb.replace("_", "")
+        if joined_a == joined_b:
             return 0.97  # only separators differ: "tripduration" / "Trip Duration"
         ta, tb = _merge_align(self.tokens(a), self.tokens(b))
         if not ta or not tb:
@@ -203,7 +204,7 @@ class NameScorer:
         char = fuzz.ratio("".join(ta), "".join(tb)) / 100.0
         # char-level similarity only rescues near-identical spellings (typos); cap below the
         # canonical-equality levels so that fuzzy evidence alone never outranks exact words
-        fuzzy = max(dice, 0.85 * char if char >= 0.9 else 0.0)
+        fuzzy = max(dice, 0.85 * char if char >= 0.9 else 0.0, _truncated(joined_a, joined_b))
         return min(0.94, max(fuzzy, self.containment(core_a, core_b), self.code(na, nb)))
 
     def number_only(self, a: str, b: str) -> bool:
@@ -256,6 +257,15 @@ def _number_only(na: str, nb: str) -> bool:
     """Two names that differ only in a word's grammatical number ("trips" / "trip", "Cases" / "case")."""
     a, b = na.split("_"), nb.split("_")
     return len(a) == len(b) and all(x == y or _stem(x) == _stem(y) for x, y in zip(a, b, strict=True))
+
+
+def _truncated(a: str, b: str) -> float:
+    """One name cut short from the other, separators aside ("GNPDEFL" / "GNP.deflator", "condomin" /
+    "condominium"): six letters at least, and at least 60% of the longer name."""
+    short, long_ = sorted((a, b), key=len)
+    if len(short) < 6 or not long_.startswith(short) or len(short) < 0.6 * len(long_):
+        return 0.0
+    return CONTAINMENT_BASE + 0.05
 
 
 def _letters_inside(a: str, b: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -120,9 +121,11 @@ def _quantiles(nums: list[float]) -> list[float]:
 
 
 def _top(texts: list[str]) -> dict[str, float]:
+    """The most frequent values by a short hash of their casefolded text: enough to compare two columns' values,
+    and the profile kept in the warehouse's state carries no value of the data itself."""
     counts: dict[str, int] = {}
     for t in texts:
-        key = t.casefold()
+        key = hashlib.blake2b(t.casefold().encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
         counts[key] = counts.get(key, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
     return {k: round(n / len(texts), 4) for k, n in ranked}

@@ -90,6 +90,13 @@ RELATED_WORDS: list[tuple[str, str, float]] = [
     ("to", "end", 0.8),
     ("destination", "end", 0.8),
     ("gender", "sex", 0.9),
+    # near-synonyms common in column names (bike-share and customer exports renamed them at schema changes)
+    ("trip", "ride", 0.85),
+    ("rider", "user", 0.8),
+    ("customer", "client", 0.85),
+    ("zip", "postal", 0.8),
+    ("zip", "postcode", 0.85),
+    ("child", "kid", 0.85),
 ]
 
 # Tokens that carry almost no identity: vendor/system prefixes (NYC TLC "tpep_", "lpep_"), filler
