@@ -76,6 +76,7 @@ class DriftReport:
                     "observed": m.observed,
                     "confidence": m.confidence,
                     "decision": m.decision,
+                    "evidence": dict(m.evidence),  # per signal, as the markdown's evidence column shows it
                 }
                 for m in self.mappings
             ]
@@ -85,6 +86,7 @@ class DriftReport:
                     "observed": c["observed"],
                     "confidence": None,
                     "decision": "conflict",
+                    "evidence": {},
                 }
                 for c in self.conflicts
             ],

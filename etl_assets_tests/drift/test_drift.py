@@ -460,7 +460,10 @@ def test_to_json_shape():
     payload = report.to_json("trips")
     assert set(payload) == {"source", "mappings", "added", "removed", "type_changes"}
     assert payload["source"] == "trips"
-    assert [set(m) for m in payload["mappings"]] == [{"expected", "observed", "confidence", "decision"}] * 3
+    assert [set(m) for m in payload["mappings"]] == [
+        {"expected", "observed", "confidence", "decision", "evidence"}
+    ] * 3
+    assert payload["mappings"][2]["evidence"]["name"] < 0.6  # "gone": why it is unmapped, per signal
     assert {m["decision"] for m in payload["mappings"]} <= {
         "exact",
         "auto_mapped",
