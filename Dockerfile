@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY etl_assets ./etl_assets
 # dagster-docker (the DockerRunLauncher of deploy/docker/dagster.yaml) belongs to the image, not to the
 # project's dependencies; it is pinned to the same Dagster release train as pyproject.toml.
-RUN pip wheel --wheel-dir /wheels . "dagster-docker==0.29.27"
+RUN pip wheel --wheel-dir /wheels ".[celery]" "dagster-docker==0.29.27"
 
 # --- runtime: the interpreter, the wheels installed, the sample data and curl for health checks ---
 FROM python:3.11-slim AS runtime

@@ -234,6 +234,13 @@ class CsvSource(_SourceBase):
         description="Follow symbolic links in the drop folder, only to targets "
         "inside it; default: a link is skipped with a warning.",
     )
+    max_concurrent_files: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Runs of different files (partitions) of this source at once: the limit of its pool "
+        "etl/<source>. Above 1, files land in any order (keep 1 when a later file updates an earlier one's keys).",
+    )
 
     @field_validator("encoding")
     @classmethod

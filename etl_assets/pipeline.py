@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from .dates import DateRules
 from .drift import DriftReport
 from .errors import SourceError
 from .extract import Batch, ExtractorStats, make_extractor
+from .extract.base import this_run
+from .extract.csv import CsvExtractor
 from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
@@ -41,6 +44,8 @@ from .warehouse import (
 )
 
 log = logging.getLogger(__name__)
+_RUN_COUNTS = "batches duration_seconds drift_events http_requests http_retries rate_limit_waits".split()
+_EXTRACTOR_COUNTS = "http_requests http_retries http_seconds rate_limit_waits rate_limit_wait_seconds".split()
 
 
 @dataclass
@@ -54,14 +59,17 @@ class _Prepared:
     state: SchemaState | None = None  # to pin with this batch (a header's first batch)
     duplicate_keys: int = 0
     schema: dict[str, str] = field(default_factory=dict)
-    drift: list[DriftReport] = field(default_factory=list)
+    drift: list[tuple[str, DriftReport]] = field(default_factory=list)  # (file of its header, report)
 
 
 class Ingest:
     """Run one source to the end of its input, committing batch by batch."""
 
-    def __init__(self, spec: SourceSpec, warehouse: Warehouse, run_id: str):
+    def __init__(
+        self, spec: SourceSpec, warehouse: Warehouse, run_id: str, files: Collection[str] | None = None
+    ):
         self.spec, self.wh, self.run_id = spec, warehouse, run_id
+        self.files = files  # CSV: the files (paths below the glob's root, partition keys) to read; None: all
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
         self.by_file = self.key == [ROW_ID] and isinstance(
@@ -74,7 +82,7 @@ class Ingest:
 
     def run(self) -> IngestStats:
         """The source to the end of its input, holding its lock; a database failure is one line."""
-        lock = SourceLock(self.wh.engine, self.spec.name)
+        lock = self.lock = SourceLock(self.wh.engine, self.spec.name)
         try:
             lock.acquire(when_alone=self._mark_abandoned)
             return self._run()
@@ -114,10 +122,13 @@ class Ingest:
         try:
             limit = spec.rate_limit
             limiter = self.wh.rate_limiter(spec.name, limit.calls, limit.period_seconds) if limit else None
-            extractor = make_extractor(spec, limiter)
+            extractor = make_extractor(spec, limiter, self.files)
+            if isinstance(extractor, CsvExtractor):  # exactly the files listed now, each locked (source_lock)
+                self.lock.hold_files(extractor.pin())  # a partition whose file is gone fails here
+                stats.checkpoint = {"files": {}}  # this run's files (the whole map is in etl_checkpoints)
             self.reconciler = Reconciler(spec, self.wh.schema_state(spec.name, spec.table_name))
             checkpoint = self.wh.checkpoint(spec.name)
-            stats.checkpoint = checkpoint
+            stats.checkpoint = stats.checkpoint or checkpoint
             with write_behind(self._commit) as land:
                 for batch in read_ahead(extractor.batches(checkpoint)):
                     faults.hit("after_batch_read", batch)
@@ -190,16 +201,8 @@ class Ingest:
         s = self.stats
         return {
             "source_type": s.source_type,
-            "records_processed": s.processed,
-            "records_inserted": s.inserted,
-            "records_updated": s.updated,
-            "records_failed": s.failed,
-            "batches": s.batches,
-            "duration_seconds": s.duration_seconds,
-            "drift_events": s.drift_events,
-            "http_requests": s.http_requests,
-            "http_retries": s.http_retries,
-            "rate_limit_waits": s.rate_limit_waits,
+            **{f"records_{k}": getattr(s, k) for k in ("processed", "inserted", "updated", "failed")},
+            **{k: getattr(s, k) for k in _RUN_COUNTS},
         }
 
     def _log_drift(self, events: list[DriftEvent], location: str | None) -> None:
@@ -224,14 +227,9 @@ class Ingest:
 
     def _take(self, x: ExtractorStats) -> None:
         """The extractor's own counts (HTTP, rate limit) into the run's stats."""
-        s = self.stats
-        s.http_requests, s.http_retries, s.http_statuses = (
-            x.http_requests,
-            x.http_retries,
-            dict(x.http_statuses),
-        )
-        s.http_seconds = x.http_seconds
-        s.rate_limit_waits, s.rate_limit_wait_seconds = x.rate_limit_waits, x.rate_limit_wait_seconds
+        for name in _EXTRACTOR_COUNTS:
+            setattr(self.stats, name, getattr(x, name))
+        self.stats.http_statuses = dict(x.http_statuses)
 
     def _prepare(self, batch: Batch) -> _Prepared:
         """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""
@@ -270,7 +268,7 @@ class Ingest:
             )
         out.quarantined += rejected_rows(batch)
         out.schema = dict(rec.schema or {})
-        out.drift = [r for _, r in rec.reports.values()]
+        out.drift = list(rec.reports.values())
         return out
 
     def _named(self, batch: Batch) -> pd.DataFrame:
@@ -350,8 +348,9 @@ class Ingest:
         stats.inserted += result.inserted
         stats.updated += result.updated
         stats.failed += result.quarantined
-        stats.checkpoint = batch.position
-        stats.schema, stats.drift = p.schema, p.drift
+        stats.checkpoint = this_run(stats.checkpoint, batch)
+        stats.schema, stats.drift = p.schema, [d for _, d in p.drift]
+        stats.drift_files = [f for f, _ in p.drift]
         self._log_drift(p.events, batch.location)
         if result.quarantined:
             log.warning(
@@ -393,5 +392,9 @@ class Ingest:
         faults.hit("after_commit")
 
 
-def ingest(spec: SourceSpec, warehouse: Warehouse, run_id: str) -> IngestStats:
-    return Ingest(spec, warehouse, run_id).run()
+def ingest(
+    spec: SourceSpec, warehouse: Warehouse, run_id: str, files: Collection[str] | None = None
+) -> IngestStats:
+    """`files`: for a CSV source, the files to read by their paths below the glob's root (a partition's key);
+    None: every file."""
+    return Ingest(spec, warehouse, run_id, files).run()

@@ -21,12 +21,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import sqlalchemy as sa
 
 from .logs import event_fields
 
 if TYPE_CHECKING:
+    import psycopg
+
     from .warehouse.dialects import Dialect
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ class RateLimiter:
     def _on_pg(self, work: Callable[[psycopg.Connection], Any]) -> Any:
         """Run `work` on the limiter's connection; a session lost since its last use (a restarted server, a
         terminated backend) is replaced once. A slot the lost session may have taken only makes us slower."""
+        import psycopg  # only PostgreSQL limiters get here: a SQLite run never imports the driver
+
         reused = self._raw is not None
         try:
             with self._db_lock:

@@ -25,6 +25,7 @@ class IngestStats:
     checkpoint: Mapping[str, Any] | None = None  # as read at the start, then each landed batch's position
     schema: dict[str, str] = field(default_factory=dict)
     drift: list[DriftReport] = field(default_factory=list)  # one report per distinct header seen this run
+    drift_files: list[str] = field(default_factory=list)  # the file (or URL) of each report's header
     drift_events: int = 0
     duplicate_keys: int = 0  # rows whose key repeated within a batch (the last one wins)
     http_requests: int = 0  # attempts, retries included
@@ -39,5 +40,5 @@ class IngestStats:
         return self.processed - self.failed - self.inserted - self.updated
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "drift"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("drift", "drift_files")}
         return {**out, "unchanged": self.unchanged}

@@ -100,7 +100,8 @@ def whole_floats_with_gaps(col: pd.Series) -> bool:
 class Coerced:
     # typed, index = source row numbers; one dtype per kind, nulls are the dtype's own missing value (the
     # warehouse writes them as NULL, never NaN): integer Int64, float Float64, boolean boolean, timestamp
-    # datetime64[UTC], date naive datetime64 at midnight, string/json object (str or None)
+    # datetime64[UTC], date naive datetime64 at midnight, string pandas' Arrow-backed `string` (pd.NA) when read
+    # from text columns, else object (str or None), json object (str or None)
     good: pd.DataFrame
     bad: pd.DataFrame  # raw rows that failed, with a `_reason` column
 
@@ -264,16 +265,12 @@ def coerce_text_column(
     typed = arrow_fast(col, kind) if fast and not dated else None
     if typed is not None:
         return typed, None
-    if (
-        kind == "string" and fast and (arr := arrow_text(col)) is not None
-    ):  # NULL: missing or ""; NUL bytes: bad
-        null = pc.or_kleene(pc.is_null(arr), pc.equal(arr, "")).to_numpy(zero_copy_only=False)
+    if kind == "string" and fast and (arr := arrow_text(col)) is not None:
+        # stays in Arrow (no Python str per value): NULL is missing or ""; a NUL byte is bad
+        values = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
         nul = pc.fill_null(pc.match_substring(arr, "\x00"), False).to_numpy(zero_copy_only=False)
-        values = arr.to_numpy(zero_copy_only=False)
-        values[null] = None
-        return pd.Series(values, index=col.index, dtype=object), problems_where(
-            pd.Series(nul, index=col.index), NUL_BYTE
-        )
+        problems = problems_where(pd.Series(nul, index=col.index), NUL_BYTE)
+        return pd.Series(pd.arrays.ArrowStringArray(values), index=col.index), problems
     null = text_null(col)
     if kind in ("string", "json"):
         obj = col.astype(object).where(~null, None)
@@ -371,8 +368,9 @@ def coerce(
         if missing.any():
             reasons[missing] = f"primary key column '{key}' is empty"
     bad_mask = reasons.notna()
-    good = pd.DataFrame(typed, index=frame.index)[~bad_mask]
-
+    good = pd.DataFrame(typed, index=frame.index, copy=False)
+    if not bad_mask.any():  # the usual batch: no row to take out, so no copy of every column
+        return Coerced(good=good, bad=frame.iloc[:0].assign(_reason=reasons.iloc[:0]))
     bad = frame[bad_mask].copy()
     bad["_reason"] = reasons[bad_mask]
-    return Coerced(good=good, bad=bad)
+    return Coerced(good=good[~bad_mask], bad=bad)

@@ -14,11 +14,12 @@ from ..config import NAME_RE, RESERVED_NAMES, CsvSource
 from ..config_load import load_sources
 from ..logs import event_fields
 from .assets import build_source_asset
+from .executors import ingest_all_executor
 from .jobs import build_jobs
 from .loggers import dagster_loggers
 from .metrics_sensor import build_metrics_sensor
 from .resources import WarehouseResource
-from .schedules import build_schedules
+from .schedules import build_schedules, with_freshness
 from .sensors import build_drop_sensor
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def build_definitions(sources_path: str | None = None) -> Definitions:
     for name, spec in specs.items():
         try:  # a rule only Dagster checks fails this source, not the code location
             built = (
-                build_source_asset(spec),
+                with_freshness(build_source_asset(spec), spec),
                 build_schedules({name: spec}),
                 [build_drop_sensor(spec)] if isinstance(spec, CsvSource) else [],
             )
@@ -81,4 +82,5 @@ def build_definitions(sources_path: str | None = None) -> Definitions:
         sensors=[*drop_sensors, build_metrics_sensor(valid)],
         resources={"warehouse": WarehouseResource()},
         loggers=loggers,
+        executor=ingest_all_executor(),  # the UI's asset backfills and materializations: Celery when chosen
     )

@@ -1,34 +1,45 @@
 """The Dagster event-log fold: materializations, asset check results and finished runs into `EventTotals`.
 
-The only Dagster-aware part of the metrics. Each event type is read with its own storage-id cursor, from where the
-totals stopped, so the sensor (totals in its cursor) and `etl-assets serve` (totals in memory) continue exactly.
-The materialization metadata is read by the keys `assets.py` writes (metadata_keys.py).
+The only Dagster-aware part of the metrics. It reads only with the queries every event log answers with a
+storage-id cursor, the SQLite one sharded per run (the embedded default) included: `fetch_materializations` per
+asset key (each key with its own cursor) and `fetch_run_status_changes` per final run status. A run's asset
+check results are folded with its final status (`get_records_for_run` reads one run's own events), so they count
+once the run has finished. The totals carry every cursor, so the sensor (totals in its cursor) and `etl-assets
+serve` (totals in memory) continue exactly. The materialization metadata is read by the keys `assets.py` writes
+(metadata_keys.py).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    RunStatusChangeRecordsFilter,
+)
 
 from ..observability.event_totals import EventTotals
 from . import metadata_keys as k
 
-# The event types the totals fold, each with its own storage-id cursor.
-EVENT_TYPES = (
-    "ASSET_MATERIALIZATION",
-    "ASSET_CHECK_EVALUATION",
-    "RUN_SUCCESS",
-    "RUN_FAILURE",
-    "RUN_CANCELED",
-)
-_RUN_STATUS = {"RUN_SUCCESS": "success", "RUN_FAILURE": "failure", "RUN_CANCELED": "canceled"}
+# Totals made by another version of this fold hold other cursors: they are refolded from the start (exact).
+FOLD_VERSION = 2
+MATERIALIZATION = "ASSET_MATERIALIZATION"  # cursor name: "ASSET_MATERIALIZATION <asset key>"
+RunEnd = Literal[DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED]
+_RUN_STATUS: dict[RunEnd, str] = {
+    DagsterEventType.RUN_SUCCESS: "success",
+    DagsterEventType.RUN_FAILURE: "failure",
+    DagsterEventType.RUN_CANCELED: "canceled",
+}
 
 
 def fold_materialization(totals: EventTotals, source: str, metadata: Mapping[str, Any]) -> None:
     md = {key: getattr(v, "value", v) for key, v in metadata.items()}  # MetadataValue -> plain value
+    if k.FILE_OF_RUN in md:
+        return  # a file's partition, beside its run's own materialization: the run is counted once
     totals.add("etl_materializations_total", (source,), 1)
     if not md.get(k.HTTP_REQUESTS):
         return  # a file source: no HTTP series for it
@@ -58,35 +69,60 @@ def fold_run(totals: EventTotals, job: str, status: str) -> None:
 
 def read_event_log(instance: Any, totals: EventTotals | None = None, page: int = 1000) -> EventTotals:
     """Fold every event after `totals`' cursors into a copy of them; `totals=None` folds the whole log."""
-    out = totals.copy() if totals is not None else EventTotals()
-    for name in EVENT_TYPES:
-        while True:
-            with warnings.catch_warnings():
-                # fetch_materializations wants one asset key per query; this reads every asset's in storage order
-                warnings.filterwarnings("ignore", message="Use fetch_")
-                records = instance.get_event_records(
-                    EventRecordsFilter(event_type=DagsterEventType[name], after_cursor=out.after.get(name)),
-                    limit=page,
-                    ascending=True,
-                )
-            for rec in records:
-                _fold_record(out, name, rec)
-                out.after[name] = rec.storage_id
-            if len(records) < page:
-                break
+    current = totals is not None and totals.fold == FOLD_VERSION
+    out = totals.copy() if current and totals is not None else EventTotals(fold=FOLD_VERSION)
+    for key in instance.get_asset_keys():
+        _fold_materializations(instance, out, key, page)
+    for event_type, status in _RUN_STATUS.items():
+        _fold_runs(instance, out, event_type, status, page)
     return out
 
 
-def _fold_record(out: EventTotals, name: str, rec: Any) -> None:
-    entry = rec.event_log_entry
-    if name == "ASSET_MATERIALIZATION":
-        mat = rec.asset_materialization
-        fold_materialization(out, mat.asset_key.path[-1], mat.metadata)
-    elif name == "ASSET_CHECK_EVALUATION":
-        ev = entry.dagster_event.event_specific_data
-        fold_check(out, ev.asset_key.path[-1], ev.check_name, ev.passed, ev.severity.value)
-    else:
-        fold_run(out, entry.job_name or "", _RUN_STATUS[name])
+def _fold_materializations(instance: Any, out: EventTotals, key: AssetKey, page: int) -> None:
+    cursor = f"{MATERIALIZATION} {key.to_user_string()}"
+    while True:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=key, after_storage_id=out.after.get(cursor)),
+            limit=page,
+            ascending=True,
+        )
+        for rec in result.records:
+            if rec.asset_materialization is not None:
+                fold_materialization(out, key.path[-1], rec.asset_materialization.metadata)
+            out.after[cursor] = rec.storage_id
+        if not result.has_more or not result.records:
+            return
+
+
+def _fold_runs(instance: Any, out: EventTotals, event_type: RunEnd, status: str, page: int) -> None:
+    cursor = event_type.name
+    while True:
+        result = instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=out.after.get(cursor)),
+            limit=page,
+            ascending=True,
+        )
+        for rec in result.records:
+            entry = rec.event_log_entry
+            fold_run(out, entry.job_name or "", status)
+            _fold_run_checks(instance, out, entry.run_id, page)
+            out.after[cursor] = rec.storage_id
+        if not result.has_more or not result.records:
+            return
+
+
+def _fold_run_checks(instance: Any, out: EventTotals, run_id: str, page: int) -> None:
+    cursor = None
+    while True:
+        conn = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=page
+        )
+        for rec in conn.records:
+            ev = rec.event_log_entry.dagster_event.event_specific_data
+            fold_check(out, ev.asset_key.path[-1], ev.check_name, ev.passed, ev.severity.value)
+        if not conn.has_more:
+            return
+        cursor = conn.cursor
 
 
 def current_instance() -> DagsterInstance:

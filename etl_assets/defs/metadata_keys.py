@@ -20,3 +20,9 @@ HTTP_SECONDS = "http_seconds"
 RATE_LIMIT_WAITS = "rate_limit_waits"
 RATE_LIMIT_WAIT_SECONDS = "rate_limit_wait_seconds"
 COLUMN_SCHEMA = "dagster/column_schema"
+# A run without a partition key also records one materialization per file it loaded, for that
+# file's partition (so the partitions page shows it), marked with FILE_OF_RUN (the job name): the
+# metrics fold and the row-count and schema carry-overs skip those (file_events.py).
+FILE_OF_RUN = "etl/file_of_run"
+FILE_ROWS = "file_rows"
+FILE_SHA256 = "file_sha256"

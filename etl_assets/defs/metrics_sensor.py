@@ -13,7 +13,6 @@ from dagster import DefaultSensorStatus, SensorDefinition, SensorEvaluationConte
 
 from ..config import SourceSpec
 from ..observability.event_totals import EventTotals
-from ..observability.exposition import registry
 from ..observability.facts import warehouse_facts
 from .event_fold import read_event_log
 from .resources import _warehouse
@@ -35,7 +34,10 @@ def build_metrics_sensor(
         url = os.environ.get("ETL_PUSHGATEWAY_URL")
         if not url:
             return SkipReason("ETL_PUSHGATEWAY_URL is not set: no Pushgateway to push the metrics to")
+        # prometheus_client is imported on a tick, not at definitions load
         from prometheus_client import push_to_gateway
+
+        from ..observability.exposition import registry
 
         totals = read_event_log(context.instance, EventTotals.from_json(context.cursor))
         facts = warehouse_facts(_warehouse(os.environ.get("ETL_WAREHOUSE_URL") or None))

@@ -11,9 +11,14 @@ import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
-from rapidfuzz import fuzz
-
 from .vocabulary import ABBREVIATIONS, COMMON_WORDS, DROPPABLE, RELATED_WORDS, SHORT_PIECES
+
+
+def _ratio(a: str, b: str) -> float:
+    from rapidfuzz import fuzz  # on the first comparison of two names: a header that matches needs none
+
+    return float(fuzz.ratio(a, b))
+
 
 # Name-evidence levels of the weaker kinds of match (the word-for-word levels are in NameScorer.similarity).
 NUMBER_ONLY = 0.82  # "trips" / "trip": below auto_map_threshold on its own
@@ -132,7 +137,7 @@ def _tok_sim(a: str, b: str) -> float:
     if len(short) >= 3 and long_.startswith(short) and len(short) / len(long_) >= 0.5:
         return 0.8
     if len(short) >= 5:
-        r = fuzz.ratio(a, b) / 100.0
+        r = _ratio(a, b) / 100.0
         if r >= 0.8:  # spelling variants ("incidence"/"incident"); short words are too risky
             return 0.95 * r
     return 0.0
@@ -201,7 +206,7 @@ class NameScorer:
             dropped = len(ta) + len(tb) - 2 * len(core_a)
             return max(0.8, 0.93 - 0.02 * dropped)  # "tpep_pickup_datetime" / "pickup_datetime"
         dice = self._soft_dice(ta, tb)
-        char = fuzz.ratio("".join(ta), "".join(tb)) / 100.0
+        char = _ratio("".join(ta), "".join(tb)) / 100.0
         # char-level similarity only rescues near-identical spellings (typos); cap below the
         # canonical-equality levels so that fuzzy evidence alone never outranks exact words
         fuzzy = max(dice, 0.85 * char if char >= 0.9 else 0.0, _truncated(joined_a, joined_b))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, Protocol, TypeAlias, TypedDict
 
@@ -55,6 +55,15 @@ class Batch:
         False  # files: the first batch of a version; the location's other versions' rows go with it
     )
     row_ids: list[str] | None = None  # APIs and feeds: one content hash per row (`content_id`), frame order
+
+
+def this_run(so_far: Mapping[str, Any] | None, batch: Batch) -> Mapping[str, Any]:
+    """The run's checkpoint after `batch`: for a file source, this run's files only (the whole map is in the
+    warehouse); for any other, the batch's position."""
+    files = batch.position.get("files")
+    if isinstance(files, dict) and batch.location in files:
+        return {"files": {**(so_far or {}).get("files", {}), batch.location: files[batch.location]}}
+    return batch.position
 
 
 def content_id(record: Any) -> str:

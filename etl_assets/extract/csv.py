@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,25 @@ def detect_delimiter(text: str) -> str:
 
 
 class CsvExtractor:
-    def __init__(self, spec: CsvSource):
+    """`files`: the partition keys (paths below the glob's root) to read, None for all; a key whose file is
+    gone is an error."""
+
+    def __init__(self, spec: CsvSource, files: Collection[str] | None = None):
         self.spec = spec
         self.folder = DropFolder(spec)
+        self.only = None if files is None else frozenset(files)
+        self._pinned: list[Path] | None = None
 
     def files(self) -> list[Path]:
         """The files to read, sorted (see `DropFolder.files`)."""
-        return self.folder.files()
+        if self._pinned is not None:
+            return self._pinned
+        return self.folder.files() if self.only is None else self.folder.select(self.only)
+
+    def pin(self) -> list[str]:
+        """List the files now and read exactly these (the run locks them first); their partition keys."""
+        self._pinned = self.files()
+        return [self.folder.key(p) for p in self._pinned]
 
     def stats(self) -> ExtractorStats:
         return ExtractorStats()  # files: nothing read over HTTP

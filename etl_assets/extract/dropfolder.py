@@ -8,7 +8,7 @@ import glob
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -151,6 +151,23 @@ class DropFolder:
             seen[identity] = path
             out.append(path)
         return out
+
+    def key(self, path: Path | str) -> str:
+        """A file's partition key: its path below the glob's root, '/'-separated."""
+        return Path(os.path.relpath(path, self.spec.glob_root)).as_posix()
+
+    def select(self, keys: Collection[str]) -> list[Path]:
+        """The files of `files()` whose keys are given, sorted; a key without its file is an error."""
+        found = {self.key(p): p for p in self.files()}
+        missing = sorted(set(keys) - set(found))
+        if missing:
+            raise SourceError(
+                self.spec.name,
+                f"file {missing[0]} under {self.spec.glob_root}",
+                "is not in the drop folder (removed or renamed), or does not match `path`",
+                "drop the file again, or delete its partition",
+            )
+        return [p for k, p in found.items() if k in keys]
 
     def _named_file(self) -> Path:
         """A `path` without glob magic: that one file, or a SourceError saying why it cannot be read."""

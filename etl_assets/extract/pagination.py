@@ -6,10 +6,11 @@ A request is a plain dict {"url", "params"} so it can be stored in the checkpoin
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import requests
+if TYPE_CHECKING:  # the API extractor imports requests; a CSV or RSS run need not
+    import requests
 
 from ..config_pagination import (
     CursorPagination,

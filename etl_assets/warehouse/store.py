@@ -28,6 +28,7 @@ from .errors import statement_error
 from .records import DriftEvent, QuarantinedRow
 from .schema_state import SchemaState
 from .sqltypes import kind_of, sql_type
+from .stats import NullTally, TableStats
 from .tables import (
     LINEAGE,
     ROW_ID,
@@ -66,7 +67,7 @@ class LoadResult:
     quarantined: int = 0
 
 
-class Warehouse:
+class Warehouse(TableStats):
     """The store every run writes through (`Store` is its alias): tables, checkpoints, loads, runs, stats."""
 
     def __init__(self, url: str | None = None):
@@ -87,6 +88,7 @@ class Warehouse:
             self.sql.ddl_lock(conn)
             create_system_tables(conn)
         self._tables: dict[str, sa.Table] = {}
+        self.nulls = NullTally()
 
     def __repr__(self) -> str:
         return f"Warehouse({self.engine.url.render_as_string(hide_password=True)})"
@@ -192,6 +194,40 @@ class Warehouse:
             ).scalar()
         return json.loads(raw) if raw else None
 
+    def _move_checkpoint(
+        self,
+        conn: sa.Connection,
+        source: str,
+        position: Mapping[str, Any],
+        location: str,
+        run_id: str,
+        now: datetime,
+    ) -> None:
+        """A file source's checkpoint is a map of files: only this batch's file entry is written, into the
+        stored map under a row lock, so runs of different files of one source (partitions, a parallel backfill)
+        never overwrite each other's progress. Other positions (pages, feeds) replace the stored one."""
+        files = position.get("files")
+        if isinstance(files, Mapping) and location in files:
+            empty = {"source": source, "position": '{"files": {}}', "run_id": run_id, "updated_at": now}
+            # the row first (a no-op when it exists), then lock it: two first batches cannot both insert
+            conn.execute(self.sql.insert(checkpoints).values(**empty).on_conflict_do_nothing())
+            raw = conn.execute(
+                sa.select(checkpoints.c.position).where(checkpoints.c.source == source).with_for_update()
+            ).scalar_one()
+            stored = json.loads(raw)
+            position = {**stored, "files": {**stored.get("files", {}), location: files[location]}}
+        self._upsert(
+            conn,
+            checkpoints,
+            ["source"],
+            {
+                "source": source,
+                "position": json.dumps(position, sort_keys=True, default=str),
+                "run_id": run_id,
+                "updated_at": now,
+            },
+        )
+
     def _upsert(self, conn: sa.Connection, table: sa.Table, keys: list[str], values: dict[str, Any]) -> None:
         ins = self.sql.insert(table).values(**values)
         conn.execute(
@@ -241,6 +277,7 @@ class Warehouse:
                     )  # one statement may touch a key only once
                     lineage = {"_etl_run_id": run_id, "_etl_loaded_at": now, "_etl_source": location}
                     result.inserted, result.updated = self.sql.upsert(conn, table, key, rows, lineage, step)
+                    self.nulls.add(source, table.name, run_id, rows)  # counted before the commit: a bound
                 if quarantined:
                     step[0] = "INSERT into etl_quarantine"
                     conn.execute(
@@ -252,17 +289,7 @@ class Warehouse:
                     )
                 faults.hit("before_checkpoint_write")
                 step[0] = "checkpoint upsert"
-                self._upsert(
-                    conn,
-                    checkpoints,
-                    ["source"],
-                    {
-                        "source": source,
-                        "position": json.dumps(position, sort_keys=True, default=str),
-                        "run_id": run_id,
-                        "updated_at": now,
-                    },
-                )
+                self._move_checkpoint(conn, source, position, location, run_id, now)
                 if schema is not None and schema.columns and table is not None:
                     step[0] = "etl_schemas upsert"
                     self._upsert(
@@ -305,6 +332,10 @@ class Warehouse:
     # -- runs and stats -------------------------------------------------------------------------------------
     def record_run(self, **values: Any) -> None:
         with self.engine.begin() as conn:
+            if values.get("status") == "started":
+                where = (runs.c.run_id == values["run_id"], runs.c.source == values["source"])
+                if conn.execute(sa.select(runs.c.run_id).where(*where)).first() is None:
+                    self.nulls.started(values["source"], values["run_id"])
             self._upsert(conn, runs, ["run_id", "source"], values)
 
     def mark_abandoned(self, source: str, run_id: str) -> list[str]:
@@ -331,41 +362,3 @@ class Warehouse:
                     )
                 )
         return dead
-
-    def row_count(self, table: str) -> int:
-        if not sa.inspect(self.engine).has_table(table):
-            return 0
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {self.q(table)}")).scalar_one())
-
-    def duplicate_keys(self, table: str, key: list[str]) -> int:
-        """Keys held by more than one row (0 whenever the table has its primary key constraint)."""
-        insp = sa.inspect(self.engine)
-        if insp.has_table(table) and set(insp.get_pk_constraint(table)["constrained_columns"] or []) == set(
-            key
-        ):
-            return 0  # the database enforces it: no need to scan (and group) the whole table after every run
-        cols = ", ".join(self.q(k) for k in key)
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.text(
-                        f"SELECT count(*) FROM (SELECT {cols} FROM {self.q(table)} GROUP BY {cols} HAVING count(*) > 1) d"
-                    )
-                ).scalar_one()
-            )
-
-    def null_counts(self, table: str, columns: list[str], run_id: str) -> dict[str, int]:
-        """NULLs per column among the rows the run wrote."""
-        if not columns or not sa.inspect(self.engine).has_table(table):
-            return {c: 0 for c in columns}
-        sums = ", ".join(f"sum(CASE WHEN {self.q(c)} IS NULL THEN 1 ELSE 0 END)" for c in columns)
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.text(f"SELECT {sums} FROM {self.q(table)} WHERE _etl_run_id = :r"), {"r": run_id}
-            ).one()
-        return {c: int(v or 0) for c, v in zip(columns, row, strict=True)}
-
-    def row_counts(self) -> dict[str, int]:
-        names = sorted(sa.inspect(self.engine).get_table_names())
-        return {n: self.row_count(n) for n in names}

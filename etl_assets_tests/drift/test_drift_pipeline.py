@@ -172,7 +172,7 @@ def test_checks_in_materialize_results(tmp_path, make_sources, pg_url):
     res = {"warehouse": WarehouseResource(url=pg_url)}
     first = materialize(list(build_definitions(str(path)).assets), resources=res)
     checks = {c.check_name: c for c in first.get_asset_check_evaluations()}
-    assert set(checks) == {"schema_drift", "primary_key_unique", "required_not_null"}
+    assert set(checks) == {"schema_drift", "primary_key_unique", "required_not_null", "quarantine"}
     assert all(c.passed for c in checks.values())
 
     (drop / "b.csv").write_text("order_id,customer_id,qty,unit_price,status\n3,9,5,1.0,new\n3,9,6,1.0,new\n")

@@ -62,7 +62,8 @@ def test_dockerfile_builds_wheels_then_runs_slim_as_non_root_with_a_healthcheck(
     stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
     assert [s[1] for s in stages] == ["builder", "runtime"]
     assert stages[-1][0] == "python:3.11-slim"
-    assert re.search(r"pip wheel --wheel-dir /wheels \. \"dagster-docker==0\.29\.\d+\"", text)
+    # the project with its celery extra (the compose worker), and the Docker run launcher, same train
+    assert re.search(r"pip wheel --wheel-dir /wheels \"\.\[celery\]\" \"dagster-docker==0\.29\.\d+\"", text)
     assert "--no-index" in text  # the runtime installs the builder's wheels only
     user = re.findall(r"^USER\s+(\S+)", text, re.M)[-1]
     assert user.split(":")[0] not in ("root", "0")
@@ -244,7 +245,9 @@ def test_docker_instance_config_is_a_valid_dagster_instance(tmp_path, monkeypatc
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
-    assert config["concurrency"]["runs"]["tag_concurrency_limits"][0]["key"] == "etl/source"
+    # runs of one source queue by its pool (limit 1, or max_concurrent_files), not by a tag limit of one
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert "etl/source" not in {t["key"] for t in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     _validate_class_config(config["run_coordinator"])
 
 
@@ -303,5 +306,6 @@ def test_helm_values_parse_and_point_at_the_code_location():
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     coordinator = values["dagsterDaemon"]["runCoordinator"]
     assert coordinator["type"] == "QueuedRunCoordinator"
-    assert coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"][0]["key"] == "etl/source"
+    limits = coordinator["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert [t["key"] for t in limits] == ["dagster/backfill"]  # a source's runs queue by its pool
     assert values["postgresql"]["enabled"] is False

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from .base import Dialect
-from .postgres import Postgres
-from .sqlite import SQLite
 
-__all__ = ["Dialect", "Postgres", "SQLite", "dialect_for"]
+__all__ = ["Dialect", "dialect_for"]
 
 
 def dialect_for(engine: sa.Engine) -> Dialect:
-    """PostgreSQL's strategy on PostgreSQL; SQLite's otherwise (the `else` of the branches it replaced)."""
-    return Postgres(engine) if engine.dialect.name == "postgresql" else SQLite(engine)
+    """PostgreSQL's strategy on PostgreSQL; SQLite's otherwise (the `else` of the branches it replaced). Each is
+    imported when first used: a SQLite run never imports psycopg, numpy or the COPY encoder for PostgreSQL."""
+    if engine.dialect.name == "postgresql":
+        from .postgres import Postgres
+
+        return Postgres(engine)
+    from .sqlite import SQLite
+
+    return SQLite(engine)

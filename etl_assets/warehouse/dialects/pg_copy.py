@@ -10,9 +10,14 @@ Columns whose SQL type or pandas dtype is not one of ours make `encode` return N
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...schema import arrow_text
 from .values import column_values
@@ -20,6 +25,7 @@ from .values import column_values
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
 PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
+_PG_EPOCH_UTC = datetime(2000, 1, 1, tzinfo=UTC)
 
 # SQL type (as SQLAlchemy compiles it for PostgreSQL) -> the binary encoding we write for it
 SQL_TYPES = {
@@ -34,24 +40,21 @@ SQL_TYPES = {
 
 
 class _Column:
-    """One column: lengths per row (-1 NULL) and either fixed-width bytes (n x k) or a text buffer + offsets."""
+    """One column: lengths per row (-1 NULL), and its values: native numbers written in the `wire` (big-endian)
+    dtype, one constant (np.void) for every row, or an Arrow text array."""
 
     def __init__(
         self,
         lengths: np.ndarray,
-        fixed: np.ndarray | None = None,
-        data: np.ndarray | None = None,
-        offsets: np.ndarray | None = None,
+        values: np.ndarray | np.void | None = None,
+        wire: str | None = None,
+        text: pa.Array | None = None,
     ):
-        self.lengths, self.fixed, self.data, self.offsets = lengths, fixed, data, offsets
+        self.lengths, self.values, self.wire, self.text = lengths, values, wire, text
 
 
-def _fixed(values: np.ndarray, null: np.ndarray, big_endian: str) -> _Column:
-    width = np.dtype(big_endian).itemsize
-    lengths = np.where(null, -1, width).astype(np.int64)
-    return _Column(
-        lengths, fixed=np.ascontiguousarray(values.astype(big_endian)).view(np.uint8).reshape(-1, width)
-    )
+def _fixed(values: np.ndarray, null: np.ndarray, wire: str) -> _Column:
+    return _Column(np.where(null, -1, np.dtype(wire).itemsize).astype(np.int32), values, wire)
 
 
 def _encode_column(s: pd.Series, encoding: str) -> _Column | None:
@@ -77,18 +80,37 @@ def _encode_column(s: pd.Series, encoding: str) -> _Column | None:
         arr = arrow_text(s)
         if arr is None:  # not all str: the text format's general path handles it
             return None
-        arr = arr.cast(pa.large_string())  # int64 offsets (a no-op for pandas' own Arrow strings)
-        _, offsets_buf, data_buf = arr.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=len(arr) + 1, offset=arr.offset * 8)
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-        lengths = np.diff(offsets)
-        lengths[arr.is_null().to_numpy(zero_copy_only=False)] = -1
-        return _Column(lengths, data=data, offsets=offsets)
+        arr = arr.cast(pa.large_binary())  # the same buffers, as bytes with int64 offsets
+        lengths = pc.binary_length(arr).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        return _Column(lengths, text=arr)
     return None
 
 
-def encode(rows: pd.DataFrame, encodings: dict[str, str | None]) -> bytes | None:
-    """The whole batch as one binary COPY payload, or None when a column is not ours to encode."""
+def _constant_bytes(encoding: str | None, value: object) -> bytes | None:
+    """One value of a column that is the same in every row (the lineage), in the binary format; None: NULL.
+    Raises LookupError when the encoding is not one we write constants in."""
+    if value is None:
+        return None
+    if encoding == "text" and isinstance(value, str):
+        return value.encode()
+    if encoding == "timestamptz" and isinstance(value, datetime) and value.tzinfo is not None:
+        return ((value - _PG_EPOCH_UTC) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+    raise LookupError(encoding)
+
+
+def _constant(value: bytes | None, n: int) -> _Column:
+    if not value:  # NULL (-1) or empty: the length alone
+        return _Column(np.full(n, -1 if value is None else 0, np.int32))
+    return _Column(np.full(n, len(value), np.int32), np.void(value), f"V{len(value)}")
+
+
+def encode(
+    rows: pd.DataFrame,
+    encodings: dict[str, str | None],
+    constants: Sequence[tuple[str | None, object]] = (),
+) -> bytes | None:
+    """The whole batch as one binary COPY payload, or None when a column is not ours to encode. `constants`:
+    (encoding, value) of columns after the batch's that hold one value in every row (the lineage)."""
     cols = []
     for name in rows.columns:
         enc = encodings.get(name)
@@ -96,33 +118,75 @@ def encode(rows: pd.DataFrame, encodings: dict[str, str | None]) -> bytes | None
         if col is None:
             return None
         cols.append(col)
-    n, ncols = len(rows), len(cols)
-    sizes = [4 + np.maximum(c.lengths, 0) for c in cols]
-    row_size = 2 + np.sum(sizes, axis=0) if cols else np.full(n, 2)
-    starts = len(HEADER) + np.concatenate(([0], np.cumsum(row_size)[:-1])).astype(np.int64)
-    out = np.empty(len(HEADER) + int(row_size.sum()) + len(TRAILER), dtype=np.uint8)
-    out[: len(HEADER)] = np.frombuffer(HEADER, np.uint8)
-    out[-2:] = 0xFF
-    out[starts] = ncols >> 8
-    out[starts + 1] = ncols & 0xFF
-    pos = starts + 2
-    four = np.arange(4)
-    for col, size in zip(cols, sizes, strict=True):
-        out[pos[:, None] + four] = col.lengths.astype(">i4").view(np.uint8).reshape(-1, 4)
-        body = pos + 4
-        if col.fixed is not None:
-            valid = col.lengths >= 0
-            out[body[valid][:, None] + np.arange(col.fixed.shape[1])] = col.fixed[valid]
-        else:  # a text column: its buffer and offsets
-            data, offsets = col.data, col.offsets
-            assert data is not None and offsets is not None
-            if len(data):
-                # byte j of row r's text goes to body[r] + (j - offsets[r]); NULL and empty rows hold no bytes
-                first, last = int(offsets[0]), int(offsets[-1])
-                counts = np.diff(offsets)
-                out[np.repeat(body - offsets[:-1], counts) + np.arange(first, last)] = data[first:last]
-        pos = pos + size
-    return out.tobytes()
+    try:
+        cols += [_constant(_constant_bytes(enc, v), len(rows)) for enc, v in constants]
+    except LookupError:
+        return None
+    return _assemble(cols, len(rows))
+
+
+def _assemble(cols: list[_Column], n: int) -> bytes:
+    """The tuples, row-major. The fixed-width fields between two text values (the field count, lengths,
+    numbers, dates, the next text's length) form one segment, a packed numpy record per row; the rows are then
+    the segments and the text columns joined element-wise by Arrow's C++ kernel (a memcpy per piece)."""
+    pieces: list[pa.Array] = []
+    fields: list[tuple[np.ndarray | int, str, np.ndarray | np.void | None, str | None]] = [
+        (len(cols), ">i2", None, None)
+    ]
+    for col in cols:
+        fields.append((col.lengths, ">i4", col.values, col.wire))
+        if col.text is not None:
+            pieces += [_segment(fields, n), col.text]
+            fields = []
+    if fields:
+        pieces.append(_segment(fields, n))
+    joined = (
+        pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, _EMPTY, null_handling="skip")
+    )
+    _, offsets, data = joined.buffers()
+    off = np.frombuffer(offsets, np.int64, len(joined) + 1, joined.offset * 8)
+    return b"".join((HEADER, memoryview(data)[int(off[0]) : int(off[-1])], TRAILER))
+
+
+_EMPTY = pa.scalar(b"", pa.large_binary())
+
+
+def _segment(
+    fields: list[tuple[np.ndarray | int, str, np.ndarray | np.void | None, str | None]], n: int
+) -> pa.Array:
+    """Fixed-width fields side by side, as one binary value per row; a NULL value's bytes are left out. Each
+    field is written through a packed record dtype: a typed strided copy, byte-swapped on the way."""
+    names: list[str] = []
+    formats: list[str] = []
+    items: list[tuple[str, Any, Any]] = []  # (field, what to write in it, the lengths that say NULL)
+    for i, (head, head_wire, values, wire) in enumerate(fields):
+        names.append(f"h{i}")
+        formats.append(head_wire)
+        items.append((f"h{i}", head, None))
+        if values is not None and wire is not None:
+            names.append(f"v{i}")
+            formats.append(wire)
+            items.append((f"v{i}", values, head))
+    layout = np.dtype({"names": names, "formats": formats})  # packed: no padding between fields
+    rec = np.empty(n, layout)
+    for name, value, _ in items:
+        rec[name] = value
+    width = layout.itemsize
+    m = rec.view(np.uint8).reshape(n, width)
+    keep = None
+    for name, _, lengths in items:
+        if isinstance(lengths, np.ndarray) and (null := lengths < 0).any():
+            keep = np.ones(m.shape, bool) if keep is None else keep
+            start = layout.fields[name][1] if layout.fields else 0
+            keep[null, start : start + layout[name].itemsize] = False
+    if keep is None:
+        data, offsets = m.reshape(-1), np.arange(0, n * width + 1, width, dtype=np.int64)
+    else:
+        data, offsets = m[keep], np.zeros(n + 1, np.int64)
+        np.cumsum(keep.sum(axis=1), out=offsets[1:])
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def encode_text(rows: pd.DataFrame, kinds: dict[str, str | None]) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def column_values(s: pd.Series, kind: str | None, dialect: str) -> np.ndarray:
@@ -26,7 +28,7 @@ def column_values(s: pd.Series, kind: str | None, dialect: str) -> np.ndarray:
         arr = (s.dt.tz_convert(None) if aware else s).to_numpy()
         mask = np.isnat(arr)
         if kind == "date":
-            text = np.datetime_as_string(arr, unit="D").astype(object)
+            text = _iso_dates(arr)
         else:
             suffix = "+00:00" if aware else ""
             text = _iso_seconds(arr, suffix)
@@ -86,10 +88,31 @@ def _generic(v: Any, pg: bool) -> Any:
     return str(v)
 
 
+_FOUR_DIGIT_YEARS = (np.datetime64("1000-01-01", "s"), np.datetime64("9999-12-31T23:59:59", "s"))
+
+
+def _arrow_formats(arr: np.ndarray) -> bool:
+    """Arrow's casts to text write a year of four digits as numpy does; other years are left to numpy."""
+    valid = arr[~np.isnat(arr)]
+    return not len(valid) or bool(_FOUR_DIGIT_YEARS[0] <= valid.min() and valid.max() <= _FOUR_DIGIT_YEARS[1])
+
+
+def _iso_dates(arr: np.ndarray) -> np.ndarray:
+    if _arrow_formats(arr):  # C++ formatting, 5x numpy's
+        return pc.cast(pa.array(arr.astype("datetime64[D]")), pa.string()).to_numpy(zero_copy_only=False)
+    return np.datetime_as_string(arr, unit="D").astype(object)
+
+
 def _iso_seconds(arr: np.ndarray, suffix: str) -> np.ndarray:
     """ISO 8601 text of datetime64 values as `isoformat()` writes them: seconds, or microseconds when a value
     has a fraction (nanoseconds when it has those)."""
-    out = np.char.add(np.datetime_as_string(arr, unit="s"), suffix).astype(object)
+    if _arrow_formats(arr):  # "YYYY-MM-DD hh:mm:ss" from Arrow's C++ cast, then the T and the zone
+        text = pc.replace_substring(
+            pc.cast(pa.array(arr.astype("datetime64[s]")), pa.string()), " ", "T", max_replacements=1
+        )
+        out = pc.binary_join_element_wise(text, pa.scalar(suffix), "").to_numpy(zero_copy_only=False)
+    else:
+        out = np.char.add(np.datetime_as_string(arr, unit="s"), suffix).astype(object)
     valid = ~np.isnat(arr)
     frac = valid & (arr.astype("datetime64[s]") != arr)
     if frac.any():
