@@ -304,6 +304,12 @@ def main() -> int:
         ("what", "seconds", "rows/s", "x psql \\copy", "peak RSS MB"),
     )
     print(f"\nfile metadata: {pg['file_metadata']}\nrerun metadata: {pg['rerun_metadata']}")
+    if copy_s:  # the targets
+        print(f"target: CSV asset -> PostgreSQL >= 0.70x psql \\copy (net of start-up): {copy_s / pg_s:.2f}x")
+    if "asset_sqlite_seconds" in result:
+        print(
+            f"target: CSV asset -> SQLite >= 100,000 rows/s: {n / result['asset_sqlite_seconds']:,.0f} rows/s"
+        )
     write_result("csv_load", result)
     return 0
 

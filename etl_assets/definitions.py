@@ -3,8 +3,7 @@
 The sources file comes from ETL_SOURCES (default: sources.yaml in the working directory).
 """
 
-from .arrow_pool import configure_arrow
 from .defs import build_definitions
 
-configure_arrow()
+# No import of pandas or pyarrow here: a run imports them with its first batch (arrow_pool, pipeline).
 defs = build_definitions()

@@ -10,17 +10,14 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from . import faults
-from .batch_rows import quarantine_rows, rejected_rows, row_ids
 from .column_names import refuse_clashes, refuse_reserved, safe_names
 from .concurrency import read_ahead, write_behind
 from .config import CsvSource, SourceSpec
-from .dates import DateRules
 from .drift import DriftReport
 from .errors import SourceError
 from .extract import Batch, ExtractorStats, make_extractor
@@ -30,7 +27,6 @@ from .logs import bind, event_fields, unbind
 from .reconcile import DriftBlocked, Reconciler
 from .redaction import redact
 from .run_stats import IngestStats
-from .schema import coerce
 from .source_lock import SourceLock
 from .warehouse import (
     LINEAGE,
@@ -43,6 +39,9 @@ from .warehouse import (
     file_row_prefix,
 )
 
+if TYPE_CHECKING:  # pandas and the typing stack come with the first batch: a rerun on unchanged files never
+    import pandas as pd  # imports them
+
 log = logging.getLogger(__name__)
 _RUN_COUNTS = "batches duration_seconds drift_events http_requests http_retries rate_limit_waits".split()
 _EXTRACTOR_COUNTS = "http_requests http_retries http_seconds rate_limit_waits rate_limit_wait_seconds".split()
@@ -53,7 +52,7 @@ class _Prepared:
     batch: Batch
     processed: int
     table: sa.Table | None = None
-    rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rows: pd.DataFrame = field(default_factory=lambda: __import__("pandas").DataFrame())
     quarantined: list[QuarantinedRow] = field(default_factory=list)
     events: list[DriftEvent] = field(default_factory=list)
     state: SchemaState | None = None  # to pin with this batch (a header's first batch)
@@ -72,11 +71,10 @@ class Ingest:
         self.files = files  # CSV: the files (paths below the glob's root, partition keys) to read; None: all
         self.key = list(spec.primary_key or [ROW_ID])
         self.reconciler: Reconciler | None = None
-        self.by_file = self.key == [ROW_ID] and isinstance(
-            spec, CsvSource
-        )  # a file's new version replaces its rows
+        # a file's new version replaces its rows
+        self.by_file = self.key == [ROW_ID] and isinstance(spec, CsvSource)
         self._renames_logged: set[tuple] = set()
-        self.dates = DateRules.of(spec)  # date keys, and the day/month order each column decided this run
+        self.dates: Any = None  # DateRules: date keys, and the day/month order each column decided this run
         location = redact(spec.location)
         self.stats = IngestStats(spec.name, spec.kind, spec.table_name, location, run_id)
 
@@ -233,14 +231,18 @@ class Ingest:
 
     def _prepare(self, batch: Batch) -> _Prepared:
         """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""
-        spec = self.spec
+        from .arrow_pool import configure_arrow
+        from .batch_rows import quarantine_rows, rejected_rows, row_ids
+        from .dates import DateRules
+        from .schema import coerce
+
+        configure_arrow()  # once per process (a CSV read has done it already)
+        spec, self.dates = self.spec, self.dates or DateRules.of(self.spec)  # one DateRules per run
         frame = self._named(batch)  # column_map: see reconcile
         out = _Prepared(batch, len(frame) + len(batch.rejected))
         rec = self.reconciler
         assert rec is not None  # made by `_run` before the first batch is read
-        refuse_reserved(
-            spec.name, rec.schema or {}, batch.location
-        )  # a declared lineage name, before drift reads it
+        refuse_reserved(spec.name, rec.schema or {}, batch.location)  # a declared lineage name, before drift
         if len(frame.columns):
             fit = rec.reconcile(frame, batch.location)
             frame, out.events = fit.frame, fit.events
@@ -260,9 +262,7 @@ class Ingest:
                 coerced = coerce(frame, schema, self.key, self.dates)
                 out.rows, out.quarantined = coerced.good, quarantine_rows(batch, coerced.bad)
                 out.duplicate_keys = int(out.rows.duplicated(subset=self.key).sum())
-        elif (
-            batch.replaces and self.by_file and rec.schema
-        ):  # an empty new version still replaces the old rows
+        elif batch.replaces and self.by_file and rec.schema:  # an empty new version replaces the old rows too
             out.table = self.wh.ensure_table(
                 spec.table_name, dict(rec.schema), self.key, source=spec.name, location_index=True
             )

@@ -11,14 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from .drift import ColumnMapping, ColumnProfile, DriftReport, detect_drift, shown
 from .errors import SourceError
-from .inference import infer_schema
 from .warehouse import DriftEvent, SchemaState
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .config import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -178,6 +177,8 @@ class Reconciler:
 
     def reconcile(self, frame: pd.DataFrame, location: str) -> Reconciled:
         if self.schema is None:  # first load: the data defines the schema, which is pinned with this batch
+            from .inference import infer_schema  # pandas: imported once there is a batch
+
             self.schema = infer_schema(frame)
             log.info("source %s: inferred schema %s", self.spec.name, self.schema)
             self._learn_profiles(frame)
@@ -208,6 +209,8 @@ class Reconciler:
             if self.spec.drift.on_new_column == "ignore":
                 frame = frame.drop(columns=new)
             else:
+                from .inference import infer_schema
+
                 added = infer_schema(frame[new])
                 log.warning(
                     "source %s: new column(s) %s from %s added to the schema", self.spec.name, added, location

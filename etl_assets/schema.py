@@ -203,12 +203,15 @@ def text_null(col: pd.Series) -> pd.Series:
 _CANONICAL = {
     "integer": (r"^-?[0-9]{1,18}$", pa.int64()),
     "float": (r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$", pa.float64()),
-    "boolean": (r"^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$", pa.bool_()),
+    "boolean": (
+        None,
+        pa.bool_(),
+    ),  # Arrow's cast takes exactly true/false in any case, 1 and 0: no regex needed
     "timestamp": (
         r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:?[0-9]{2})$",
         pa.timestamp("us", tz="UTC"),
     ),
-    "date": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", pa.date32()),
+    "date": (None, pa.date32()),  # Arrow's cast takes exactly YYYY-MM-DD (a real day), as the regex did
 }
 
 
@@ -234,7 +237,10 @@ def arrow_fast(col: pd.Series, kind: str) -> pd.Series | None:
     if arr is None:
         return None
     arr = pc.if_else(pc.equal(arr, ""), pa.scalar(None, arr.type), arr)
-    if pc.all(pc.match_substring_regex(arr, pattern), skip_nulls=True).as_py() is False:
+    if (
+        pattern is not None
+        and pc.all(pc.match_substring_regex(arr, pattern), skip_nulls=True).as_py() is False
+    ):
         return None
     try:
         typed = pc.cast(arr, target)

@@ -6,7 +6,10 @@ By hand because the regret bound needs the solver's dual potentials, and scipy (
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a drift check runs: loading the code location needs none
+    import numpy as np
 
 
 class Assignment:
@@ -17,6 +20,8 @@ class Assignment:
     """
 
     def __init__(self, weights: list[list[float]]):
+        import numpy as np
+
         n = len(weights)
         m = len(weights[0]) if n else 0
         self.n, self.m = n, m
@@ -54,6 +59,8 @@ class Assignment:
         on the other rows (and up to 0), at most w_ij together. Every unit gained is a unit the
         best alternative assignment must lose, so the bound is never optimistic.
         """
+        import numpy as np
+
         r, c = (j, i) if self.transposed else (i, j)
         a, u, v = self.cost, self.u, self.v
         row_slack = a[r] - u[r + 1] - v[1:]
@@ -68,6 +75,8 @@ class Assignment:
 def _hungarian_min(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Min-cost assignment of every row of an n x m cost matrix (n <= m) to a distinct column.
     Returns potentials u (rows, 1-based), v (columns, 1-based) and p[j] = row matched to column j."""
+    import numpy as np
+
     n, m = a.shape
     u = np.zeros(n + 1)
     v = np.zeros(m + 1)

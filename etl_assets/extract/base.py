@@ -6,9 +6,10 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, Protocol, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypeAlias, TypedDict
 
-import pandas as pd
+if TYPE_CHECKING:  # a run with nothing to read never imports pandas
+    import pandas as pd
 
 from .pagination import Request
 

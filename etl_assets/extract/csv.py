@@ -13,12 +13,9 @@ import re
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
+from ..arrow_pool import configure_arrow
 from ..config import CsvSource
 from ..errors import SourceError
 from ..logs import event_fields
@@ -34,6 +31,9 @@ from .encoding import (
     utf8_as,
 )
 
+if TYPE_CHECKING:  # pandas and pyarrow: imported where a file is read, not to list or hash the files
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 ARROW_MIN_BYTES = 4 << 20  # below this the fast reader saves nothing worth a second code path
@@ -43,11 +43,8 @@ _BAD_LINE_RE = re.compile(r"Skipping line (\d+): (.*)")
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    with path.open("rb") as f:  # read into one reused buffer, hashed without the GIL
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def detect_delimiter(text: str) -> str:
@@ -162,6 +159,8 @@ class CsvExtractor:
 
     def _chunks(self, path: Path, skip: int) -> Iterator[tuple[pd.DataFrame, int, bool, list]]:
         """Chunks with the row count after each; the last one is marked complete (one chunk of look-ahead)."""
+        import pandas as pd
+
         encoding, delimiter = self.dialect(path)
         rows = 0
         pending = None
@@ -196,9 +195,12 @@ class CsvExtractor:
         file is read by Arrow's multi-threaded parser; at the first row Arrow refuses (ragged, not UTF-8) the
         rest of the file is read by pandas, whose handling of messy files (short rows padded, long rows
         rejected with their line number) is the reference. A file that decodes cleanly (most do) is read by them
-        alone; from the first chunk that does not, the file is read line by line (`_decoded_frames`), which
-        quarantines each line that does not decode. In a detected single-byte encoding (cp1252...) a UTF-8 line
-        decodes too, as mojibake: a chunk that may hold one hands over the same way."""
+        alone; from the first chunk that does not, the file is read line by line (`_decoded_frames`), quarantining
+        each line that does not decode. In a detected single-byte encoding (cp1252...) a UTF-8 line decodes too,
+        as mojibake: a chunk that may hold one hands over the same way."""
+        import pyarrow as pa
+
+        configure_arrow()  # the process's Arrow memory pool, before its first allocation
         done = 0
         reported: set[int] = set()  # the rejected lines already handed out, when a reader hands over
         foreign = utf8_as(encoding) if self.spec.encoding is None else None
@@ -288,6 +290,8 @@ class CsvExtractor:
         """pandas' chunks after `skip` rows, of the file or of its `decoded` lines (in UTF-8, with their own line
         numbers: mapped back to the file's). Raises Undecodable at a chunk with a byte that does not decode in
         `encoding`, or with text that matches `suspect`."""
+        import pandas as pd
+
         line: Callable[[int], int] = decoded.line if decoded else int
         try:
             reader = pd.read_csv(
@@ -350,6 +354,9 @@ class CsvExtractor:
 def _arrow_frames(path: Path, delimiter: str, chunk_rows: int) -> Iterator[pd.DataFrame] | None:
     """The file as chunks of exactly `chunk_rows` text columns (pandas' Arrow-backed `str`), or None when the
     header is one pandas would rename (duplicate or empty names): that file keeps the reference reader."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             names = next(csv.reader(f, delimiter=delimiter), [])

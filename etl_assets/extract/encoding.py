@@ -11,10 +11,12 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import chardet
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 from chardet.enums import EncodingEra
 
 from ..errors import SourceError

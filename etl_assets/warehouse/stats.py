@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NullTally:

@@ -3,13 +3,15 @@ object per dialect (`postgres.Postgres`, `sqlite.SQLite`), as pagination has one
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..tables import LINEAGE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 UpsertInsert: TypeAlias = postgresql.Insert | sqlite.Insert  # each dialect's INSERT has its ON CONFLICT
 

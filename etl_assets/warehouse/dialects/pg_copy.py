@@ -108,9 +108,14 @@ def encode(
     rows: pd.DataFrame,
     encodings: dict[str, str | None],
     constants: Sequence[tuple[str | None, object]] = (),
+    *,
+    header: bool = True,
+    trailer: bool = True,
 ) -> bytes | None:
     """The whole batch as one binary COPY payload, or None when a column is not ours to encode. `constants`:
-    (encoding, value) of columns after the batch's that hold one value in every row (the lineage)."""
+    (encoding, value) of columns after the batch's that hold one value in every row (the lineage). Without
+    `header` / `trailer`: a piece of a payload sent in several (the first piece has the header, the last the
+    trailer)."""
     cols = []
     for name in rows.columns:
         enc = encodings.get(name)
@@ -122,10 +127,10 @@ def encode(
         cols += [_constant(_constant_bytes(enc, v), len(rows)) for enc, v in constants]
     except LookupError:
         return None
-    return _assemble(cols, len(rows))
+    return _assemble(cols, len(rows), HEADER if header else b"", TRAILER if trailer else b"")
 
 
-def _assemble(cols: list[_Column], n: int) -> bytes:
+def _assemble(cols: list[_Column], n: int, header: bytes = HEADER, trailer: bytes = TRAILER) -> bytes:
     """The tuples, row-major. The fixed-width fields between two text values (the field count, lengths,
     numbers, dates, the next text's length) form one segment, a packed numpy record per row; the rows are then
     the segments and the text columns joined element-wise by Arrow's C++ kernel (a memcpy per piece)."""
@@ -145,7 +150,7 @@ def _assemble(cols: list[_Column], n: int) -> bytes:
     )
     _, offsets, data = joined.buffers()
     off = np.frombuffer(offsets, np.int64, len(joined) + 1, joined.offset * 8)
-    return b"".join((HEADER, memoryview(data)[int(off[0]) : int(off[-1])], TRAILER))
+    return b"".join((header, memoryview(data)[int(off[0]) : int(off[-1])], trailer))
 
 
 _EMPTY = pa.scalar(b"", pa.large_binary())

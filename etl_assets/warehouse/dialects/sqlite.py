@@ -9,16 +9,17 @@ import sqlite3
 import time
 from datetime import datetime
 from itertools import chain, repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from .. import sqltypes
 from .base import set_clause
-from .values import column_values
+
+if TYPE_CHECKING:  # a batch brings them (values.py): creating the warehouse needs neither
+    import numpy as np
+    import pandas as pd
 
 SQLITE_MAX_VARIABLES = (
     32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -65,13 +66,15 @@ class SQLite:
         lineage: dict[str, Any],
         step: list[str],
     ) -> tuple[int, int]:
-        """INSERT ... ON CONFLICT DO UPDATE ... WHERE <changed> straight into the table (a staging copy cost
-        more), as many rows per statement as its bound parameters allow; the keys already present are counted
+        """A batch of new keys (`_above_largest`) as plain INSERTs; any other as INSERT ... ON CONFLICT DO UPDATE
+        ... WHERE <changed> straight into the table (a staging copy cost more), as many rows per statement as its bound parameters allow; the keys already present are counted
         first, in one statement. The <changed> test is a balanced tree (`_any`): a chain of 1000 ORs
         is deeper than SQLite's expression limit (SQLITE_MAX_EXPR_DEPTH, 1000)."""
         q, data, t = self.q, list(rows.columns), self.q(table.name)
         cols = data + list(lineage)
         values = _columns(rows, sqltypes.kinds(table, data))
+        if self._above_largest(conn, table, key, rows, step):  # new keys: a plain INSERT, nothing to count
+            return self._insert(conn, table, cols, values, lineage, "", step), 0
         if len(key) == 1:  # a flat JSON array: json_each's value is the key itself (faster than extracting)
             keys = json.dumps(values[data.index(key[0])].tolist())
             match = f"{t}.{q(key[0])} = j.value"
@@ -85,6 +88,38 @@ class SQLite:
         sets, changed = set_clause(q, table, key, cols, "excluded")
         changed = changed.replace("IS DISTINCT FROM", "IS NOT")
         action = f"DO UPDATE SET {sets} WHERE {changed}" if sets else "DO NOTHING"
+        step[0] = "INSERT ... ON CONFLICT DO UPDATE (upsert)"
+        tail = f" ON CONFLICT ({', '.join(q(k) for k in key)}) {action}"
+        changes = self._insert(conn, table, cols, values, lineage, tail, step)
+        inserted = len(rows) - int(existing)
+        return inserted, int(changes - inserted)
+
+    def _above_largest(
+        self, conn: sa.Connection, table: sa.Table, key: list[str], rows: pd.DataFrame, step: list[str]
+    ) -> bool:
+        """A single integer key whose every value is above the table's largest (one probe of the rowid B-tree):
+        all new, and BEGIN IMMEDIATE keeps any other writer out until the commit."""
+        if (
+            len(key) != 1
+            or rows[key[0]].dtype.kind not in "iu"
+            or sqltypes.kind_of(table.c[key[0]].type) != "integer"
+        ):
+            return False
+        step[0] = "SELECT of the table's largest key"
+        top = conn.exec_driver_sql(f"SELECT max({self.q(key[0])}) FROM {self.q(table.name)}").scalar()
+        return top is None or (isinstance(top, int) and int(rows[key[0]].min()) > top)
+
+    def _insert(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        cols: list[str],
+        values: list[np.ndarray],
+        lineage: dict[str, Any],
+        tail: str,
+        step: list[str],
+    ) -> int:
+        """The rows as multi-row INSERTs (+ `tail`, the ON CONFLICT clause); the rows changed."""
         before = conn.exec_driver_sql("SELECT total_changes()").scalar_one()
         constants = [repeat(v.isoformat() if isinstance(v, datetime) else v) for v in lineage.values()]
         records = list(zip(*values, *constants))  # noqa: B905 - the constants repeat
@@ -92,15 +127,13 @@ class SQLite:
         # loader's other threads busy each row then waited for it again.
         per = max(1, self._variables(conn) // len(cols))
         row = "(" + ", ".join("?" for _ in cols) + ")"
-        head = f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES "
-        tail = f" ON CONFLICT ({', '.join(q(k) for k in key)}) {action}"
-        step[0] = "INSERT ... ON CONFLICT DO UPDATE (upsert)"
+        head = f"INSERT INTO {self.q(table.name)} ({', '.join(self.q(c) for c in cols)}) VALUES "
+        if not tail:
+            step[0] = "INSERT of new rows"
         for i in range(0, len(records), per):
             part = records[i : i + per]
             conn.exec_driver_sql(head + ", ".join([row] * len(part)) + tail, tuple(chain.from_iterable(part)))
-        changes = conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before
-        inserted = len(rows) - int(existing)
-        return inserted, int(changes - inserted)
+        return int(conn.exec_driver_sql("SELECT total_changes()").scalar_one() - before)
 
     def rate_limit_grant(
         self,
@@ -148,6 +181,8 @@ def _limit(conn: sa.Connection, which: int) -> int:
 
 def _columns(rows: pd.DataFrame, kinds: dict[str, str | None]) -> list[np.ndarray]:
     """Plain Python values per column for SQLite's statements; timestamps and dates as ISO text."""
+    from .values import column_values
+
     return [column_values(rows[c], kinds.get(c), "sqlite") for c in rows.columns]
 
 

@@ -99,7 +99,9 @@ def _arrow_formats(arr: np.ndarray) -> bool:
 
 def _iso_dates(arr: np.ndarray) -> np.ndarray:
     if _arrow_formats(arr):  # C++ formatting, 5x numpy's
-        return pc.cast(pa.array(arr.astype("datetime64[D]")), pa.string()).to_numpy(zero_copy_only=False)
+        return pc.cast(pa.array(arr.astype("datetime64[D]"), from_pandas=True), pa.string()).to_numpy(
+            zero_copy_only=False
+        )
     return np.datetime_as_string(arr, unit="D").astype(object)
 
 
@@ -108,7 +110,10 @@ def _iso_seconds(arr: np.ndarray, suffix: str) -> np.ndarray:
     has a fraction (nanoseconds when it has those)."""
     if _arrow_formats(arr):  # "YYYY-MM-DD hh:mm:ss" from Arrow's C++ cast, then the T and the zone
         text = pc.replace_substring(
-            pc.cast(pa.array(arr.astype("datetime64[s]")), pa.string()), " ", "T", max_replacements=1
+            pc.cast(pa.array(arr.astype("datetime64[s]"), from_pandas=True), pa.string()),
+            " ",
+            "T",
+            max_replacements=1,
         )
         out = pc.binary_join_element_wise(text, pa.scalar(suffix), "").to_numpy(zero_copy_only=False)
     else:
