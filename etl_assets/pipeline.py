@@ -51,8 +51,8 @@ _EXTRACTOR_COUNTS = "http_requests http_retries http_seconds rate_limit_waits ra
 class _Prepared:
     batch: Batch
     processed: int
+    rows: pd.DataFrame  # the typed rows to land (empty when the batch has none)
     table: sa.Table | None = None
-    rows: pd.DataFrame = field(default_factory=lambda: __import__("pandas").DataFrame())
     quarantined: list[QuarantinedRow] = field(default_factory=list)
     events: list[DriftEvent] = field(default_factory=list)
     state: SchemaState | None = None  # to pin with this batch (a header's first batch)
@@ -239,7 +239,7 @@ class Ingest:
         configure_arrow()  # once per process (a CSV read has done it already)
         spec, self.dates = self.spec, self.dates or DateRules.of(self.spec)  # one DateRules per run
         frame = self._named(batch)  # column_map: see reconcile
-        out = _Prepared(batch, len(frame) + len(batch.rejected))
+        out = _Prepared(batch, len(frame) + len(batch.rejected), frame.iloc[:0, :0])  # no rows until typed
         rec = self.reconciler
         assert rec is not None  # made by `_run` before the first batch is read
         refuse_reserved(spec.name, rec.schema or {}, batch.location)  # a declared lineage name, before drift

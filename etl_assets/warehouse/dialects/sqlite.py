@@ -67,8 +67,8 @@ class SQLite:
         step: list[str],
     ) -> tuple[int, int]:
         """A batch of new keys (`_above_largest`) as plain INSERTs; any other as INSERT ... ON CONFLICT DO UPDATE
-        ... WHERE <changed> straight into the table (a staging copy cost more), as many rows per statement as its bound parameters allow; the keys already present are counted
-        first, in one statement. The <changed> test is a balanced tree (`_any`): a chain of 1000 ORs
+        ... WHERE <changed> straight into the table (a staging copy cost more), as many rows per statement as
+        its bound parameters allow; the keys already present are counted first, in one statement. The <changed> test is a balanced tree (`_any`): a chain of 1000 ORs
         is deeper than SQLite's expression limit (SQLITE_MAX_EXPR_DEPTH, 1000)."""
         q, data, t = self.q, list(rows.columns), self.q(table.name)
         cols = data + list(lineage)
