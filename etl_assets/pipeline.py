@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:  # pandas and the typing stack come with the first batch: a re
 
 log = logging.getLogger(__name__)
 _RUN_COUNTS = "batches duration_seconds drift_events http_requests http_retries rate_limit_waits".split()
-_EXTRACTOR_COUNTS = "http_requests http_retries http_seconds rate_limit_waits rate_limit_wait_seconds".split()
 
 
 @dataclass
@@ -224,10 +223,10 @@ class Ingest:
             )
 
     def _take(self, x: ExtractorStats) -> None:
-        """The extractor's own counts (HTTP, rate limit) into the run's stats."""
-        for name in _EXTRACTOR_COUNTS:
-            setattr(self.stats, name, getattr(x, name))
-        self.stats.http_statuses = dict(x.http_statuses)
+        """The extractor's own counts (HTTP, rate limit) into the run's stats: every field, same name."""
+        for f in fields(x):
+            value = getattr(x, f.name)
+            setattr(self.stats, f.name, dict(value) if isinstance(value, dict) else value)
 
     def _prepare(self, batch: Batch) -> _Prepared:
         """Reconcile and type a batch (main thread): the CPU-bound half of landing it."""

@@ -11,7 +11,7 @@ serve` (totals in memory) continue exactly. The materialization metadata is read
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 from dagster import (
@@ -78,37 +78,37 @@ def read_event_log(instance: Any, totals: EventTotals | None = None, page: int =
     return out
 
 
-def _fold_materializations(instance: Any, out: EventTotals, key: AssetKey, page: int) -> None:
-    cursor = f"{MATERIALIZATION} {key.to_user_string()}"
+def _after(out: EventTotals, cursor: str, fetch: Callable[[int | None], Any]) -> Iterator[Any]:
+    """Every record `fetch(after_storage_id)` pages through, in storage order, from the totals' `cursor` on; the
+    cursor moves past each record as it is handed out."""
     while True:
-        result = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, after_storage_id=out.after.get(cursor)),
-            limit=page,
-            ascending=True,
-        )
+        result = fetch(out.after.get(cursor))
         for rec in result.records:
-            if rec.asset_materialization is not None:
-                fold_materialization(out, key.path[-1], rec.asset_materialization.metadata)
+            yield rec
             out.after[cursor] = rec.storage_id
         if not result.has_more or not result.records:
             return
+
+
+def _fold_materializations(instance: Any, out: EventTotals, key: AssetKey, page: int) -> None:
+    def fetch(after: int | None) -> Any:
+        f = AssetRecordsFilter(asset_key=key, after_storage_id=after)
+        return instance.fetch_materializations(f, limit=page, ascending=True)
+
+    for rec in _after(out, f"{MATERIALIZATION} {key.to_user_string()}", fetch):
+        if rec.asset_materialization is not None:
+            fold_materialization(out, key.path[-1], rec.asset_materialization.metadata)
 
 
 def _fold_runs(instance: Any, out: EventTotals, event_type: RunEnd, status: str, page: int) -> None:
-    cursor = event_type.name
-    while True:
-        result = instance.fetch_run_status_changes(
-            RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=out.after.get(cursor)),
-            limit=page,
-            ascending=True,
-        )
-        for rec in result.records:
-            entry = rec.event_log_entry
-            fold_run(out, entry.job_name or "", status)
-            _fold_run_checks(instance, out, entry.run_id, page)
-            out.after[cursor] = rec.storage_id
-        if not result.has_more or not result.records:
-            return
+    def fetch(after: int | None) -> Any:
+        f = RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after)
+        return instance.fetch_run_status_changes(f, limit=page, ascending=True)
+
+    for rec in _after(out, event_type.name, fetch):
+        entry = rec.event_log_entry
+        fold_run(out, entry.job_name or "", status)
+        _fold_run_checks(instance, out, entry.run_id, page)
 
 
 def _fold_run_checks(instance: Any, out: EventTotals, run_id: str, page: int) -> None:
